@@ -1,0 +1,5 @@
+"""``python -m fedmetamal`` runs the command-line interface."""
+
+from fedmetamal.cli import main
+
+main()

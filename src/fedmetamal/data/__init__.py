@@ -1,0 +1,1 @@
+"""Data layer: datasets, loaders, the synthetic generator, preprocessing, partitioners."""

@@ -1,0 +1,1 @@
+"""Federated algorithms as pure tensor functions, independent of any runtime."""

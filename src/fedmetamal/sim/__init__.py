@@ -1,0 +1,1 @@
+"""Simulation runtime: a whole federation in one process, clients batched as tensors."""
