@@ -114,7 +114,9 @@ class PreprocessConfig(_Strict):
 
 class AlgorithmConfig(_Strict):
     name: str = Field("fedavg", description="federated algorithm (see `fedmetamal algorithms`)")
-    server_lr: float = Field(1.0, gt=0.0, description="server learning rate")
+    server_lr: float | None = Field(
+        None, gt=0.0, description="server learning rate (default: the algorithm's own)"
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="algorithm-specific hyperparameters"
     )

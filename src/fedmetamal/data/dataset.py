@@ -80,7 +80,8 @@ class Dataset:
         if not self.has_metadata(column):
             have = [] if self.metadata is None else list(self.metadata.columns)
             raise DataError(
-                f"Dataset '{self.name}' has no metadata column '{column}' (it has: {have or 'none'}).",
+                f"Dataset '{self.name}' has no metadata column '{column}' "
+                f"(it has: {have or 'none'}).",
                 "Choose a partition that does not need it, or load a dataset that carries it.",
             )
         assert self.metadata is not None

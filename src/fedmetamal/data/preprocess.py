@@ -10,12 +10,14 @@ saved with the model (checkpoint and ONNX graph) so inference applies the same t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from fedmetamal.config import PreprocessConfig
+from fedmetamal.data.dataset import Dataset
+from fedmetamal.data.federation import ClientData, Federation
 
 _MIN_STD = 1e-6
 
@@ -130,3 +132,16 @@ class Preprocessor:
             t["mean"].cpu().numpy().astype(np.float32),
             t["std"].cpu().numpy().astype(np.float32),
         )
+
+
+def preprocess_federation(
+    fed: Federation, cfg: PreprocessConfig
+) -> tuple[Federation, Preprocessor]:
+    """Fit preprocessing from each client's shared sums and apply it to every split."""
+    pre = Preprocessor.fit((FeatureSums.of(c.train.X) for c in fed.clients), cfg)
+
+    def tx(ds: Dataset) -> Dataset:
+        return replace(ds, X=pre.apply(ds.X))
+
+    clients = [ClientData(c.client_id, tx(c.train), tx(c.test)) for c in fed.clients]
+    return Federation(clients, tx(fed.test), dict(fed.info)), pre

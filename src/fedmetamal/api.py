@@ -1,0 +1,188 @@
+"""The Python API: ``fedmetamal.simulate(config)`` runs a whole simulated federation.
+
+The CLI is a thin layer over these functions, so anything the command line does a script or a
+notebook can do too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fedmetamal.config import RunConfig, build_config, load_config
+from fedmetamal.data.dataset import Dataset
+from fedmetamal.data.federation import Federation
+from fedmetamal.data.preprocess import Preprocessor, preprocess_federation
+from fedmetamal.sim.rundir import RunDirectory
+from fedmetamal.sim.runtime import RoundRecord, Simulation
+
+ConfigLike = RunConfig | dict[str, Any] | str | Path
+
+
+@dataclass
+class SimulationResult:
+    """What a finished simulation returns (and, with outputs on, what its run directory holds)."""
+
+    config: RunConfig
+    history: list[RoundRecord]
+    final_metrics: dict[str, float]
+    params: torch.Tensor
+    simulation: Simulation
+    preprocessor: Preprocessor
+    federation: list[dict[str, Any]]
+    seconds: float
+    run_dir: Path | None = None
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.config.algorithm.name,
+            "dataset": self.dataset,
+            "partition": self.config.partition.kind,
+            "clients": len(self.federation),
+            "rounds": len(self.history),
+            "model": self.simulation.network.describe(),
+            "seconds": round(self.seconds, 3),
+            "final_metrics": self.final_metrics,
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+        }
+
+
+def as_config(config: ConfigLike | None) -> RunConfig:
+    if config is None:
+        return build_config({})
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, dict):
+        return build_config(config)
+    return load_config(config)
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    from fedmetamal.data.sources import load_dataset
+
+    ds = load_dataset(cfg.dataset, cfg.seed)
+    ds.check_trainable()
+    return ds
+
+
+def build_federation(cfg: RunConfig, dataset: Dataset | None = None) -> Federation:
+    """Load (unless given) and partition the dataset, as the config says."""
+    from fedmetamal.data.partition import partition
+
+    ds = dataset if dataset is not None else load_data(cfg)
+    return partition(ds, cfg.partition, cfg.seed)
+
+
+def _round_row(rec: RoundRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "round": rec.round,
+        "clients": len(rec.clients),
+        "lr": rec.lr,
+        "train_loss": rec.train_loss,
+        "seconds": rec.seconds,
+    }
+    for k, v in (rec.metrics or {}).items():
+        row[f"test_{k}"] = v
+    return row
+
+
+def simulate(
+    config: ConfigLike | None = None,
+    *,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    write_outputs: bool = True,
+    dataset: Dataset | None = None,
+) -> SimulationResult:
+    """Run one simulated federated training and return its results.
+
+    ``config`` is a :class:`RunConfig`, a dict of settings, or a YAML path. ``on_round`` is
+    called after every round (progress bars, dashboards); ``on_stage`` with a short description
+    of each set-up stage. With ``write_outputs`` the run directory (metrics, checkpoint, ONNX)
+    is written under ``config.output.dir``.
+    """
+    cfg = as_config(config)
+    stage = on_stage or (lambda _msg: None)
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    stage("loading data")
+    ds = dataset if dataset is not None else load_data(cfg)
+    stage(f"partitioning {ds.n_samples} samples over {cfg.partition.clients} clients")
+    fed = build_federation(cfg, ds)
+    stage("fitting preprocessing from client summaries")
+    fed, pre = preprocess_federation(fed, cfg.preprocess)
+    sim = Simulation(cfg, fed)
+    rundir = RunDirectory(cfg) if write_outputs else None
+    history: list[RoundRecord] = []
+
+    def record(rec: RoundRecord) -> None:
+        history.append(rec)
+        if rundir:
+            rundir.log_round(_round_row(rec), rec.client_metrics)
+        if on_round:
+            on_round(rec)
+
+    try:
+        stage("training")
+        sim.run(record)
+        final = next(r.metrics for r in reversed(history) if r.metrics is not None)
+        result = SimulationResult(
+            config=cfg,
+            history=history,
+            final_metrics=final,
+            params=sim.state.params.detach().cpu(),
+            simulation=sim,
+            preprocessor=pre,
+            federation=fed.summary(),
+            seconds=time.perf_counter() - t0,
+            dataset=ds.describe(),
+        )
+        if rundir:
+            stage("writing outputs")
+            _write_models(rundir, result, fed)
+            result.run_dir = rundir.finish(result.summary())
+    except BaseException as err:
+        if rundir:
+            rundir.fail(err)
+        raise
+    return result
+
+
+def _write_models(rundir: RunDirectory, result: SimulationResult, fed: Federation) -> None:
+    from fedmetamal.models.checkpoint import save_checkpoint
+    from fedmetamal.models.export import export_onnx
+
+    cfg, sim = result.config, result.simulation
+    meta = {
+        "algorithm": cfg.algorithm.name,
+        "rounds": len(result.history),
+        "final_metrics": {k: v for k, v in result.final_metrics.items() if v == v},
+        "dataset": result.dataset.get("name"),
+    }
+    if cfg.output.checkpoint:
+        extra = {f"server.{k}": v for k, v in sim.state.server_state.items()}
+        extra |= {f"client.{k}": v for k, v in sim.state.client_state.items()}
+        save_checkpoint(
+            rundir.file("model.safetensors"),
+            sim.network,
+            result.params,
+            result.preprocessor,
+            fed.feature_names,
+            extra_tensors=extra,
+            metadata=meta,
+        )
+    if cfg.output.onnx:
+        export_onnx(
+            rundir.file("model.onnx"),
+            sim.network,
+            result.params,
+            result.preprocessor,
+            fed.feature_names,
+            metadata=meta,
+        )

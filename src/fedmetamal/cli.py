@@ -1,0 +1,250 @@
+"""The ``fedmetamal`` command: parse, call the API, print. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from fedmetamal import __version__
+from fedmetamal.config import ConfigError, build_config, set_dotted
+from fedmetamal.errors import FedMetaMalError
+
+app = typer.Typer(
+    help="FedMetaMal: federated learning on malware data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _parse_value(raw: str) -> Any:
+    """A flag value as YAML would read it (numbers, booleans, lists), else the string."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _overrides(pairs: list[str], flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'.", f"e.g. {flag} mu=0.01")
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+@app.command()
+def simulate(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML run configuration.")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="'synthetic', 'pe-headers', or a CSV/Parquet/NPZ/EMBER path."),
+    ] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            help="iid, dirichlet, label-quantity, family-dirichlet, quantity, "
+            "feature-noise, feature-subset, temporal, natural."
+        ),
+    ] = None,
+    alpha: Annotated[float | None, typer.Option(help="Dirichlet concentration.")] = None,
+    clients: Annotated[int | None, typer.Option(help="Number of clients.")] = None,
+    algorithm: Annotated[
+        str | None, typer.Option(help="Algorithm (see `fedmetamal algorithms`).")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(help="Federated rounds.")] = None,
+    local_epochs: Annotated[float | None, typer.Option(help="Local epochs per round.")] = None,
+    local_steps: Annotated[int | None, typer.Option(help="Fixed local steps per round.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
+    client_lr: Annotated[float | None, typer.Option(help="Client learning rate.")] = None,
+    server_lr: Annotated[float | None, typer.Option(help="Server learning rate.")] = None,
+    client_fraction: Annotated[
+        float | None, typer.Option(help="Share of clients sampled per round.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="mlp or logreg.")] = None,
+    hidden: Annotated[
+        str | None, typer.Option(help="MLP hidden widths, comma-separated, e.g. 256,64.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Algorithm parameter KEY=VALUE.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any config field, dotted: --set training.weight_decay=1e-4"),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Parent folder of run directories.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run directory name.")] = None,
+    no_outputs: Annotated[
+        bool, typer.Option("--no-outputs", help="Write no run directory.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Simulate a federation in one process and train a detector on it."""
+    data: dict[str, Any] = {}
+    if config is not None:
+        from fedmetamal.config import load_config
+
+        data = load_config(config).model_dump(exclude_unset=True)
+    flags = {
+        "dataset.source": dataset,
+        "dataset.label_column": label_column,
+        "partition.kind": partition,
+        "partition.alpha": alpha,
+        "partition.clients": clients,
+        "algorithm.name": algorithm,
+        "algorithm.server_lr": server_lr,
+        "training.rounds": rounds,
+        "training.local_epochs": local_epochs,
+        "training.local_steps": local_steps,
+        "training.batch_size": batch_size,
+        "training.client_lr": client_lr,
+        "training.client_fraction": client_fraction,
+        "model.kind": model,
+        "seed": seed,
+        "output.dir": str(output) if output else None,
+        "output.name": name,
+    }
+    if hidden is not None:
+        try:
+            flags["model.hidden"] = [int(w) for w in hidden.split(",") if w.strip()]
+        except ValueError:
+            raise ConfigError(f"--hidden expects integers like 256,64, got '{hidden}'.") from None
+    if algorithm is not None and data.get("algorithm", {}).get("name") not in (None, algorithm):
+        data["algorithm"].pop("params", None)  # the file's parameters belong to its algorithm
+    for key, value in flags.items():
+        if value is not None:
+            set_dotted(data, key, value)
+    for key, value in _overrides(param or [], "--param").items():
+        set_dotted(data, f"algorithm.params.{key}", value)
+    for key, value in _overrides(set_ or [], "--set").items():
+        set_dotted(data, key, value)
+    cfg = build_config(data, origin="settings")
+
+    from fedmetamal.api import simulate as run_simulation
+    from fedmetamal.cli_output import Reporter
+
+    reporter = Reporter(console, cfg, quiet=quiet or as_json)
+    with reporter:
+        result = run_simulation(
+            cfg, on_round=reporter.round, on_stage=reporter.stage, write_outputs=not no_outputs
+        )
+    if as_json:
+        print(json.dumps(result.summary(), default=str, indent=2))
+    elif quiet:
+        auc = result.final_metrics.get("roc_auc", float("nan"))
+        print(f"done: ROC AUC {auc:.4f}" + (f", run {result.run_dir}" if result.run_dir else ""))
+    else:
+        reporter.final(result)
+
+
+@app.command()
+def algorithms() -> None:
+    """List the federated algorithms and their parameters."""
+    from rich.table import Table
+
+    from fedmetamal.fl.registry import ALGORITHMS
+
+    table = Table("name", "what it does", "parameters (default)", "reference")
+    for name, cls in ALGORITHMS.items():
+        params = ", ".join(f"{k}={f.default}" for k, f in cls.Params.model_fields.items())
+        table.add_row(name, cls.summary, params or "-", cls.reference)
+    Console().print(table)
+
+
+@app.command("config")
+def show_config(
+    config: Annotated[Path | None, typer.Argument(help="Validate and resolve this file.")] = None,
+) -> None:
+    """Print a configuration with every default filled in (the defaults when no file given)."""
+    from fedmetamal.config import dump_config, load_config
+
+    cfg = load_config(config) if config else build_config({})
+    print(dump_config(cfg), end="")
+
+
+@data_app.command("info")
+def data_info(
+    source: Annotated[str, typer.Argument(help="'synthetic', 'pe-headers' or a path.")],
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Load a dataset and report its size, classes, metadata and the loader's findings."""
+    from fedmetamal.data.sources import load_dataset
+
+    cfg = build_config({"dataset": {"source": source, "label_column": label_column}})
+    ds = load_dataset(cfg.dataset, cfg.seed)
+    info = {**ds.describe(), "report": ds.info}
+    if as_json:
+        print(json.dumps(info, default=str, indent=2))
+        return
+    Console().print_json(json.dumps(info, default=str))
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the built-in dataset names."""
+    from fedmetamal.data.sources import KNOWN_DATASETS
+
+    for key, text in KNOWN_DATASETS.items():
+        print(f"{key:12s} {text}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except FedMetaMalError as err:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except SystemExit:
+        raise
+    except Exception as err:  # click usage errors end up here in non-standalone mode
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err}")
+        console.print("Run again with --debug for the traceback, and please report it.")
+        sys.exit(1)

@@ -1,0 +1,100 @@
+"""Terminal output of a simulation: a live progress bar and the final metrics tables."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from fedmetamal.config import RunConfig
+from fedmetamal.fl.metrics import format_metric
+
+if TYPE_CHECKING:
+    from fedmetamal.api import SimulationResult
+    from fedmetamal.sim.runtime import RoundRecord
+
+_SHOWN = (
+    "loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "tpr_at_1pct_fpr",
+    "tpr_at_0.1pct_fpr",
+)
+
+
+class Reporter:
+    """Progress while setting up and training; silent when ``quiet``."""
+
+    def __init__(self, console: Console, cfg: RunConfig, quiet: bool = False) -> None:
+        self.console, self.cfg, self.quiet = console, cfg, quiet
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rounds"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[latest]}"),
+            console=console,
+            disable=quiet,
+            transient=False,
+        )
+        self.task = self.progress.add_task("setting up", total=cfg.training.rounds, latest="")
+
+    def __enter__(self) -> Reporter:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def stage(self, message: str) -> None:
+        self.progress.update(self.task, description=message)
+
+    def round(self, rec: RoundRecord) -> None:
+        latest = f"loss {rec.train_loss:.4f}"
+        if rec.metrics:
+            latest += f"  auc {format_metric('roc_auc', rec.metrics['roc_auc'])}"
+            latest += f"  acc {format_metric('accuracy', rec.metrics['accuracy'])}"
+        self.progress.update(
+            self.task, completed=rec.round, description=f"{self.cfg.algorithm.name}", latest=latest
+        )
+
+    def final(self, result: SimulationResult) -> None:
+        out = Console()
+        cfg = result.config
+        title = (
+            f"{cfg.algorithm.name} on {result.dataset.get('name')} "
+            f"({cfg.partition.kind}, {len(result.federation)} clients, "
+            f"{len(result.history)} rounds, {result.seconds:.1f} s)"
+        )
+        table = Table(title=title, title_justify="left")
+        table.add_column("metric (global test set)")
+        table.add_column("value", justify="right")
+        for key in _SHOWN:
+            table.add_row(key, format_metric(key, result.final_metrics.get(key, float("nan"))))
+        table.add_row("test samples", str(int(result.final_metrics.get("n", 0))))
+        out.print(table)
+        if result.run_dir:
+            out.print(f"run directory: [bold]{result.run_dir}[/]")

@@ -1,0 +1,1 @@
+"""One module per federated algorithm; ``fedmetamal.fl.registry`` lists them."""
