@@ -63,6 +63,14 @@ def simulate(
         typer.Option(help="'synthetic', 'pe-headers', or a CSV/Parquet/NPZ/EMBER path."),
     ] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    data_format: Annotated[
+        str | None,
+        typer.Option("--format", help="auto, csv, parquet, npz, ember or fedmetamal."),
+    ] = None,
+    metadata_column: Annotated[
+        list[str] | None,
+        typer.Option("--metadata-column", help="Extra column to keep as per-sample metadata."),
+    ] = None,
     partition: Annotated[
         str | None,
         typer.Option(
@@ -115,6 +123,8 @@ def simulate(
     flags = {
         "dataset.source": dataset,
         "dataset.label_column": label_column,
+        "dataset.format": data_format,
+        "dataset.metadata_columns": metadata_column or None,
         "partition.kind": partition,
         "partition.alpha": alpha,
         "partition.clients": clients,
@@ -237,12 +247,14 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 1))
     except SystemExit:
         raise
-    except Exception as err:  # click usage errors end up here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
+    except typer.exceptions.TyperException as err:  # usage errors: unknown option, bad type
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            console.print(f"[bold red]error:[/] {err.format_message()}", highlight=False)
+        sys.exit(err.exit_code)
+    except Exception as err:
         if _state["debug"]:
             raise
         console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err}")

@@ -39,8 +39,12 @@ class Evaluator:
                     Xc = torch.from_numpy(np.ascontiguousarray(c.test.X)).to(device)
                     self.clients.append((c.client_id, Xc, c.test.y))
 
-    def global_metrics(self, network: Network, params: torch.Tensor) -> dict[str, float]:
-        return detection_metrics(predict(network, params, self.X), self.y)
+    def global_metrics(self, network: Network, params: torch.Tensor) -> dict[str, float] | None:
+        """Metrics on the held-out test set; ``None`` when the model outputs NaN (diverged)."""
+        scores = predict(network, params, self.X)
+        if not np.isfinite(scores).all():
+            return None
+        return detection_metrics(scores, self.y)
 
     def client_metrics(self, network: Network, params: torch.Tensor) -> list[dict[str, Any]]:
         rows = []
