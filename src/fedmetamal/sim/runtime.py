@@ -144,22 +144,28 @@ class Simulation:
             self.state.params, self.state.server_state, out, weights, self.store.n_clients
         )
         if not (np.isfinite(train_loss) and bool(torch.isfinite(new_params).all())):
-            raise TrainingDivergedError(
-                f"Training diverged in round {r + 1}: the loss or the model became NaN/inf.",
-                f"Lower training.client_lr (now {t.client_lr}) or algorithm.server_lr "
-                f"(now {self.algorithm.server_lr}), or check the data for extreme values.",
-            )
+            raise self._diverged(r)
         self.state.params, self.state.server_state = new_params, new_server
         self.state.round = r + 1
         record = RoundRecord(r + 1, sampled.tolist(), lr, train_loss, time.perf_counter() - t0)
         every = self.cfg.evaluation.every
         if (r + 1) % every == 0 or r + 1 == t.rounds:
             record.metrics = self.evaluator.global_metrics(self.network, self.state.params)
+            if record.metrics is None:
+                raise self._diverged(r)
             if self.cfg.evaluation.per_client:
                 record.client_metrics = self.evaluator.client_metrics(
                     self.network, self.state.params
                 )
         return record
+
+    def _diverged(self, r: int) -> TrainingDivergedError:
+        t = self.cfg.training
+        return TrainingDivergedError(
+            f"Training diverged in round {r + 1}: the loss or the model's outputs became NaN/inf.",
+            f"Lower training.client_lr (now {t.client_lr}) or algorithm.server_lr "
+            f"(now {self.algorithm.server_lr}), or check the data for extreme values.",
+        )
 
     def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> list[RoundRecord]:
         history = []
