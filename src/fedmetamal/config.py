@@ -130,11 +130,11 @@ class AlgorithmConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    rounds: int = Field(20, ge=1, description="federated rounds")
-    local_epochs: float = Field(1.0, gt=0.0, description="local epochs per round")
+    rounds: int = Field(30, ge=1, description="federated rounds")
+    local_epochs: float = Field(2.0, gt=0.0, description="local epochs per round")
     local_steps: int | None = Field(None, ge=1, description="fixed local steps (overrides epochs)")
     batch_size: int = Field(64, ge=1)
-    client_lr: float = Field(0.05, gt=0.0, description="client SGD learning rate")
+    client_lr: float = Field(0.1, gt=0.0, description="client SGD learning rate")
     client_momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["constant", "cosine", "step", "exponential"] = "constant"
