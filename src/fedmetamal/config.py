@@ -20,16 +20,33 @@ class _Strict(BaseModel):
 
 
 class SyntheticConfig(_Strict):
-    """The built-in generator: malware families and benign categories with feature signatures."""
+    """The built-in generator (:mod:`fedmetamal.data.synthetic`): EMBER-like PE features.
+
+    Malware families of Zipf-like sizes and benign categories, each with a feature signature;
+    label noise; temporal drift along ``first_seen`` with families that appear only late.
+    """
 
     n_samples: int = Field(12000, ge=200, description="number of samples")
-    n_features: int = Field(2568, ge=16, description="feature width (2568 = EMBER v3)")
-    n_families: int = Field(12, ge=1, description="malware families")
-    n_benign_categories: int = Field(6, ge=1, description="benign software categories")
+    n_features: int = Field(
+        2568, ge=16, description="feature width (2568 = EMBER v3; groups scale to fit)"
+    )
+    n_families: int = Field(
+        12, ge=1, description="malware families (Zipf-like sizes, >= 10 samples each)"
+    )
+    n_benign_categories: int = Field(
+        6, ge=1, description="benign software categories (>= 10 samples each)"
+    )
     malware_fraction: float = Field(0.6, gt=0.0, lt=1.0, description="share of malware")
     label_noise: float = Field(0.02, ge=0.0, lt=0.5, description="share of flipped labels")
-    drift: float = Field(1.0, ge=0.0, description="strength of temporal drift along first_seen")
-    signal: float = Field(1.0, gt=0.0, description="scale of the class signatures")
+    drift: float = Field(
+        1.0,
+        ge=0.0,
+        description="temporal drift along first_seen: signatures move, late families appear "
+        "(0 = none)",
+    )
+    signal: float = Field(
+        1.0, gt=0.0, description="scale of the class signatures (larger = easier to detect)"
+    )
 
 
 class DatasetConfig(_Strict):
