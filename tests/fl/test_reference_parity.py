@@ -191,11 +191,6 @@ def test_algorithms_give_different_models(scenario: str) -> None:
         assert (pa - pb).abs().max() > 10 * TOL, f"{a} and {b} gave the same model"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dropout masks are drawn from one generator per group, seeded by the group's first "
-    "client (runtime._train_group), so they depend on how clients are grouped",
-)
 def test_dropout_batched_matches_loop() -> None:
     """With dropout the model must still not depend on how clients are grouped."""
     drop = {"dropout": 0.3}

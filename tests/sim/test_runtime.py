@@ -60,14 +60,20 @@ def test_batched_strategy_really_batches(fed: Federation) -> None:
     assert group_size(capped, sim.network, 5) == 2
 
 
-def test_auto_loops_for_wide_models() -> None:
+def test_auto_groups_for_the_cpu() -> None:
     from fedmetamal.models.networks import Network
 
-    wide = Network(2568, (256, 64))
-    small = Network(55, (64, 64))
-    cfg = build_config({"runtime": {"strategy": "auto"}, "training": {"batch_size": 64}})
-    assert group_size(cfg, wide, 100) == 1
-    assert group_size(cfg, small, 100) == 100
+    wide, small = Network(2568, (256, 64)), Network(55, (64, 64))
+
+    def cfg(threads: int) -> object:
+        return build_config(
+            {"runtime": {"strategy": "auto", "threads": threads}, "training": {"batch_size": 64}}
+        )
+
+    assert 1 < group_size(cfg(2), wide, 100) < 100  # cache-sized groups
+    assert group_size(cfg(1), wide, 100) == 1  # one thread: loop
+    assert group_size(cfg(2), small, 100) == group_size(cfg(1), small, 100) == 100
+    assert group_size(cfg(2), wide, 100, torch.device("cuda")) == 100
 
 
 def test_same_seed_same_model_other_seed_other_model(fed: Federation) -> None:

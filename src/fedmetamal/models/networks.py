@@ -8,6 +8,7 @@ loop and the network participant all run the same forward code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,9 @@ from torch import nn
 
 from fedmetamal.config import ModelConfig
 from fedmetamal.models.flat import ParamSpec
+
+#: A generator for the whole stack of clients, or one per client (row).
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 _MODULES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -80,24 +84,49 @@ class Network:
         x: torch.Tensor,
         *,
         train: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """Logits (C, B) of each client's model ``params[c]`` on its batch ``x[c]``."""
-        p = self.spec.unflatten(params)
+        return self.forward_named(self.spec.unflatten(params), x, train=train, generator=generator)
+
+    def forward_named(
+        self,
+        p: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        *,
+        train: bool = False,
+        generator: Generators = None,
+    ) -> torch.Tensor:
+        """``forward`` on named parameter tensors, each (C, *shape) as ``spec.unflatten`` gives."""
+        return self.head(p, self.first_layer(p, x), train=train, generator=generator)
+
+    def first_layer(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The first layer's pre-activation (C, B, widths[1]).
+
+        Training takes the gradient with respect to this output rather than to the first weight,
+        and folds that weight's SGD step into one in-place matmul (``fl.local.local_train``).
+        """
+        return torch.baddbmm(p["layer0.bias"].unsqueeze(-2), x, p["layer0.weight"])
+
+    def head(
+        self,
+        p: dict[str, torch.Tensor],
+        z: torch.Tensor,
+        *,
+        train: bool = False,
+        generator: Generators = None,
+    ) -> torch.Tensor:
+        """Logits (C, B) from the first layer's pre-activation ``z``."""
         act = _ACTIVATIONS[self.activation]
-        h = x
-        n_layers = len(self.widths) - 1
-        for i in range(n_layers):
-            h = torch.baddbmm(p[f"layer{i}.bias"].unsqueeze(-2), h, p[f"layer{i}.weight"])
-            if i == n_layers - 1:
-                break
-            if self.norm == "layer":
-                h = F.layer_norm(h, h.shape[-1:])
-                h = h * p[f"norm{i}.weight"].unsqueeze(-2) + p[f"norm{i}.bias"].unsqueeze(-2)
+        h = z
+        for i in range(1, len(self.widths) - 1):
+            if self.norm == "layer":  # of hidden layer i - 1's output
+                gain, shift = p[f"norm{i - 1}.weight"], p[f"norm{i - 1}.bias"]
+                h = F.layer_norm(h, h.shape[-1:]) * gain.unsqueeze(-2) + shift.unsqueeze(-2)
             h = act(h)
             if train and self.dropout > 0:
-                keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.dropout
-                h = h * keep / (1.0 - self.dropout)
+                h = h * _keep_mask(h, self.dropout, generator) / (1.0 - self.dropout)
+            h = torch.baddbmm(p[f"layer{i}.bias"].unsqueeze(-2), h, p[f"layer{i}.weight"])
         return h.squeeze(-1)
 
     def to_module(self, params: torch.Tensor) -> nn.Sequential:
@@ -133,6 +162,15 @@ class Network:
             "dropout": self.dropout,
             "parameters": self.num_params,
         }
+
+
+def _keep_mask(h: torch.Tensor, rate: float, generator: Generators) -> torch.Tensor:
+    """Dropout's keep mask; with one generator per client, each client's rows come from its own
+    generator, so the masks do not depend on how clients are grouped."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(h.shape, generator=generator, device=h.device) >= rate
+    rows = [torch.rand(h.shape[1:], generator=g, device=h.device) for g in generator]
+    return torch.stack(rows) >= rate
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,9 @@ class ClientStore:
         idx_t = torch.from_numpy(idx).to(self.device)
         mask_t = torch.from_numpy(mask).to(self.device)
         active_t = torch.from_numpy(active).to(self.device)
+        d = self.X.shape[1]
         for s in range(total):
-            rows = idx_t[s]
-            yield Batch(self.X[rows], self.y[rows], mask_t[s], active_t[s])
+            rows = idx_t[s].reshape(-1)  # index_select: a plain row gather, unlike X[rows]
+            x = self.X.index_select(0, rows).view(n_c, batch_size, d)
+            y = self.y.index_select(0, rows).view(n_c, batch_size)
+            yield Batch(x, y, mask_t[s], active_t[s])

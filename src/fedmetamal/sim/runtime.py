@@ -2,9 +2,10 @@
 
 The sampled clients train as groups stacked along a leading tensor dimension (``batched``), or
 one at a time (``loop``); both run the very same ``fl.local.local_train`` and algorithm hooks,
-so they produce the same global model. ``auto`` picks by model size: small models gain a lot
-from batching (per-step overhead dominates), while a wide model's per-client matmuls already run
-near the machine's peak.
+so they produce the same global model. ``batched`` stacks as many clients as memory allows.
+``auto`` does what measured fastest on a CPU: groups capped by the bytes one step touches (the
+per-step overhead is shared, the threads get independent clients to work on, the working set
+stays small), except that a single thread loops over clients of wide models.
 """
 
 from __future__ import annotations
@@ -21,16 +22,24 @@ from fedmetamal.config import RunConfig
 from fedmetamal.data.federation import Federation
 from fedmetamal.errors import TrainingDivergedError
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
-from fedmetamal.fl.local import local_train
+from fedmetamal.fl.local import local_train, shares_memory, unaliased
 from fedmetamal.fl.registry import build_algorithm
 from fedmetamal.fl.schedule import DROPOUT_STREAM, client_lr, round_seed, sample_clients
 from fedmetamal.models.networks import Network
 from fedmetamal.sim.client_store import ClientStore
 from fedmetamal.sim.evaluate import Evaluator
 
-#: Per-client FLOPs of one local step (6 x params x batch) above which ``auto`` loops over
-#: clients instead of batching them; measured with benchmarks/bench_sim.py (docs/benchmarks.md).
-BATCH_FLOP_LIMIT = 5e7
+#: Bytes one local step of an ``auto`` group touches per client on a CPU (its parameters and
+#: its input batch) are kept under this. Measured with ``benchmarks/bench_sim.py`` on 2 cores
+#: (docs/benchmarks.md): batching beat the per-client loop for every model size, wide ones
+#: included (W-wide: 2.0-2.3 s/round in groups of 10-34 clients, 3.0-3.9 s looping), but much
+#: larger groups lose part of it again (100 clients: 2.6-2.9 s), as every step then streams
+#: the whole group's parameters and gathered inputs through memory instead of the caches.
+GROUP_STEP_BYTES = 64 * 1024**2
+#: With a single thread, a client whose local step costs more FLOPs (6 x params x batch) than
+#: this already runs its matmuls at the core's full rate, so ``auto`` loops: W-wide looped
+#: 0-25 % faster than in groups, which only add memory traffic. Batching pays below ~1e8.
+SINGLE_THREAD_LOOP_FLOPS = 1.5e8
 #: Bytes of per-client tensors (params, grads, velocity, state) one batched group may hold.
 GROUP_MEMORY_BYTES = 2 * 1024**3
 
@@ -41,17 +50,34 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def group_size(cfg: RunConfig, network: Network, n_sampled: int) -> int:
-    """How many clients train together in one stacked group."""
+def group_size(
+    cfg: RunConfig, network: Network, n_sampled: int, device: torch.device | None = None
+) -> int:
+    """How many clients train together in one stacked group (``device`` None: a CPU)."""
     strategy = cfg.runtime.strategy
-    step_flops = 6 * network.num_params * cfg.training.batch_size
-    if strategy == "loop" or (strategy == "auto" and step_flops > BATCH_FLOP_LIMIT):
+    if strategy == "loop":
         return 1
-    per_client = 6 * 4 * network.num_params + 4 * cfg.training.batch_size * network.n_features
-    size = max(1, min(n_sampled, GROUP_MEMORY_BYTES // per_client))
+    p, b, d = network.num_params, cfg.training.batch_size, network.n_features
+    size = max(1, min(n_sampled, GROUP_MEMORY_BYTES // (6 * 4 * p + 4 * b * d)))
+    if strategy == "auto" and (device is None or device.type == "cpu"):
+        threads = cfg.runtime.threads or torch.get_num_threads()
+        if threads == 1 and 6 * p * b > SINGLE_THREAD_LOOP_FLOPS:
+            return 1
+        size = max(1, min(size, GROUP_STEP_BYTES // (4 * (p + b * d))))
     if cfg.runtime.max_batched_clients:
         size = min(size, cfg.runtime.max_batched_clients)
     return size
+
+
+def _stack(outputs: list[ClientOutput], deltas: torch.Tensor) -> ClientOutput:
+    """Outputs of consecutive groups as one; their deltas already lie in order in ``deltas``."""
+    return ClientOutput(
+        deltas,
+        torch.cat([o.num_samples for o in outputs]),
+        torch.cat([o.steps for o in outputs]),
+        torch.cat([o.train_loss for o in outputs]),
+        {k: torch.cat([o.extras[k] for o in outputs]) for k in outputs[0].extras},
+    )
 
 
 @dataclass
@@ -102,20 +128,31 @@ class Simulation:
             for k, v in self.algorithm.init_client_state(self.network.num_params).items()
         }
         self.state = SimulationState(params, self.algorithm.init_server_state(params), client_state)
+        #: The sampled clients' parameters while they train, then their deltas: reused across
+        #: rounds (a fresh (clients, P) tensor a round costs page faults worth a few % of a round).
+        self._work = torch.empty(0, device=self.device)
 
     # -- one round -------------------------------------------------------------------------
-    def _train_group(self, clients: list[int], ctx: RoundContext, r: int) -> ClientOutput:
+    def _train_group(
+        self, clients: list[int], ctx: RoundContext, r: int, work: torch.Tensor
+    ) -> ClientOutput:
         t = self.cfg.training
         n_steps = self.store.step_counts(clients, t.batch_size, t.local_epochs, t.local_steps)
         idx = torch.as_tensor(clients, device=self.device)
         cstate = {k: v[idx] for k, v in self.state.client_state.items()}
         gen = None
-        if self.network.dropout > 0:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(round_seed(self.cfg.seed, r, DROPOUT_STREAM, clients[0]))
+        if self.network.dropout > 0:  # one generator per client: masks independent of grouping
+            gen = [
+                torch.Generator(device=self.device).manual_seed(
+                    round_seed(self.cfg.seed, r, DROPOUT_STREAM, c)
+                )
+                for c in clients
+            ]
         batches = self.store.batches(clients, t.batch_size, n_steps, self.cfg.seed, r)
         sizes = torch.as_tensor(self.store.sizes[clients], device=self.device)
-        out, new_state = local_train(self.network, self.algorithm, ctx, batches, cstate, sizes, gen)
+        out, new_state = local_train(
+            self.network, self.algorithm, ctx, batches, cstate, sizes, gen, out=work
+        )
         for k, v in new_state.items():
             self.state.client_state[k][idx] = v
         return out
@@ -134,10 +171,15 @@ class Simulation:
             momentum=t.client_momentum,
             weight_decay=t.weight_decay,
         )
-        size = group_size(self.cfg, self.network, len(sampled))
-        groups = [sampled[i : i + size].tolist() for i in range(0, len(sampled), size)]
-        outputs = [self._train_group(g, ctx, r) for g in groups]
-        out = outputs[0] if len(outputs) == 1 else ClientOutput.stack(outputs)
+        size = group_size(self.cfg, self.network, len(sampled), self.device)
+        shape = (len(sampled), self.network.num_params)
+        if self._work.shape != shape:
+            self._work = torch.empty(shape, device=self.device)
+        outputs = [
+            self._train_group(sampled[i : i + size].tolist(), ctx, r, self._work[i : i + size])
+            for i in range(0, len(sampled), size)
+        ]
+        out = outputs[0] if len(outputs) == 1 else _stack(outputs, self._work)
         weights = out.num_samples if t.weighting == "samples" else torch.ones_like(out.num_samples)
         train_loss = float((weights * out.train_loss).sum() / weights.sum())
         new_params, new_server = self.algorithm.server_update(
@@ -145,7 +187,11 @@ class Simulation:
         )
         if not (np.isfinite(train_loss) and bool(torch.isfinite(new_params).all())):
             raise self._diverged(r)
-        self.state.params, self.state.server_state = new_params, new_server
+        # the next round overwrites the deltas: keep nothing the server holds on to inside them
+        if shares_memory(new_params, self._work):
+            new_params = new_params.clone()
+        self.state.params = new_params
+        self.state.server_state = unaliased(new_server, self._work)
         self.state.round = r + 1
         record = RoundRecord(r + 1, sampled.tolist(), lr, train_loss, time.perf_counter() - t0)
         every = self.cfg.evaluation.every
