@@ -18,22 +18,13 @@ from rich.progress import (
 from rich.table import Table
 
 from fedmetamal.config import RunConfig
-from fedmetamal.fl.metrics import format_metric
+from fedmetamal.fl.metrics import METRIC_NAMES, format_metric
 
 if TYPE_CHECKING:
     from fedmetamal.api import SimulationResult
     from fedmetamal.sim.runtime import RoundRecord
 
-_SHOWN = (
-    "loss",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "tpr_at_1pct_fpr",
-    "tpr_at_0.1pct_fpr",
-)
+_SHOWN = tuple(m for m in METRIC_NAMES if m not in ("n", "malware_share"))
 
 
 class Reporter:
