@@ -406,12 +406,11 @@ def test_random_partition_gives_up_after_many_draws(ds: Dataset) -> None:
     msg = str(err.value)
     assert "20 clients and alpha=0.01" in msg and "100 draws" in msg
     assert "min_client_size=20" in msg and "larger alpha" in msg and "fewer clients" in msg
-    with pytest.raises(PartitionError, match=r"sigma=8\.0.*smaller sigma"):
-        partition(
-            ds,
-            cfg("quantity", clients=20, quantity="lognormal", sigma=8.0, min_client_size=20),
-            seed=0,
-        )
+    # quantity skew reserves the minimum per client first, so even extreme skew fits the guard
+    fed = partition(
+        ds, cfg("quantity", clients=20, quantity="lognormal", sigma=8.0, min_client_size=20), 0
+    )
+    assert fed.sizes().min() >= 20 and fed.info["draws"] == 1
 
 
 def test_client_test_split_is_stratified_and_optional(ds: Dataset) -> None:

@@ -224,12 +224,18 @@ def _family_dirichlet(
 def _quantity(
     dataset: Dataset, index: np.ndarray, cfg: PartitionConfig, rng: Gen
 ) -> tuple[Parts, Extra]:
-    """Quantity skew: IID content, client sizes from Dir(alpha) or LogNormal(0, sigma) shares."""
+    """Quantity skew: IID content, client sizes from Dir(alpha) or LogNormal(0, sigma) shares.
+
+    Each client first gets ``min_client_size`` samples and the skewed shares split the rest, so
+    federations of many clients satisfy the size guard without endless redraws.
+    """
     if cfg.quantity == "dirichlet":
         p = dirichlet_proportions(cfg.alpha, cfg.clients, rng)
     else:
         p = rng.lognormal(0.0, cfg.sigma, cfg.clients)
-    return split_by_proportions(rng.permutation(index), p), {}
+    reserve = min(cfg.min_client_size, index.size // cfg.clients)
+    counts = reserve + largest_remainder(p, index.size - reserve * cfg.clients)
+    return np.split(rng.permutation(index), np.cumsum(counts)[:-1]), {}
 
 
 def _owners(classes: list[str], cfg: PartitionConfig, rng: Gen) -> list[list[str]]:
