@@ -48,11 +48,15 @@ class ClientOutput:
     extras: State = field(default_factory=dict)  # (C, ...) algorithm-specific
 
     @staticmethod
-    def stack(outputs: list[ClientOutput]) -> ClientOutput:
-        """Concatenate outputs of separate groups of clients (e.g. per-client network uploads)."""
+    def stack(outputs: list[ClientOutput], delta: torch.Tensor | None = None) -> ClientOutput:
+        """Concatenate outputs of separate groups of clients (e.g. per-client network uploads).
+
+        ``delta``: the groups' deltas already laid out in order in one tensor (the simulation
+        runtime trains groups in slices of one buffer), so they need no copy.
+        """
         keys = outputs[0].extras.keys()
         return ClientOutput(
-            torch.cat([o.delta for o in outputs]),
+            torch.cat([o.delta for o in outputs]) if delta is None else delta,
             torch.cat([o.num_samples for o in outputs]),
             torch.cat([o.steps for o in outputs]),
             torch.cat([o.train_loss for o in outputs]),

@@ -26,13 +26,18 @@ class ClientStore:
         self.device = device
 
     @classmethod
-    def from_federation(cls, fed: Federation, device: torch.device) -> ClientStore:
-        """Labelled training samples of every client (unlabelled rows are not used here)."""
+    def from_federation(
+        cls, fed: Federation, device: torch.device, pooled: bool = False
+    ) -> ClientStore:
+        """Labelled training samples of every client (unlabelled rows are not used here);
+        ``pooled`` puts them all into one client (the centralised baseline)."""
         Xs, ys = [], []
         for c in fed.clients:
             keep = c.train.y >= 0
             Xs.append(np.asarray(c.train.X)[keep])
             ys.append(c.train.y[keep])
+        if pooled:
+            Xs, ys = [np.concatenate(Xs)], [np.concatenate(ys)]
         return cls(Xs, ys, device)
 
     @property

@@ -69,17 +69,6 @@ def group_size(
     return size
 
 
-def _stack(outputs: list[ClientOutput], deltas: torch.Tensor) -> ClientOutput:
-    """Outputs of consecutive groups as one; their deltas already lie in order in ``deltas``."""
-    return ClientOutput(
-        deltas,
-        torch.cat([o.num_samples for o in outputs]),
-        torch.cat([o.steps for o in outputs]),
-        torch.cat([o.train_loss for o in outputs]),
-        {k: torch.cat([o.extras[k] for o in outputs]) for k in outputs[0].extras},
-    )
-
-
 @dataclass
 class RoundRecord:
     """What one round produced; ``metrics`` only on evaluation rounds."""
@@ -113,11 +102,7 @@ class Simulation:
             cfg.algorithm.name, cfg.algorithm.params, cfg.algorithm.server_lr
         )
         self.fed = fed
-        self.store = ClientStore.from_federation(fed, self.device)
-        if self.algorithm.pooled:
-            self.store = ClientStore(
-                [self.store.X.cpu().numpy()], [self.store.y.cpu().numpy()], self.device
-            )
+        self.store = ClientStore.from_federation(fed, self.device, self.algorithm.pooled)
         self.network = Network.from_config(cfg.model, fed.n_features)
         self.evaluator = Evaluator(fed, self.device, cfg.evaluation.per_client)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -179,7 +164,7 @@ class Simulation:
             self._train_group(sampled[i : i + size].tolist(), ctx, r, self._work[i : i + size])
             for i in range(0, len(sampled), size)
         ]
-        out = outputs[0] if len(outputs) == 1 else _stack(outputs, self._work)
+        out = outputs[0] if len(outputs) == 1 else ClientOutput.stack(outputs, self._work)
         weights = out.num_samples if t.weighting == "samples" else torch.ones_like(out.num_samples)
         train_loss = float((weights * out.train_loss).sum() / weights.sum())
         new_params, new_server = self.algorithm.server_update(
