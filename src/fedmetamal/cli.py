@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 
 from fedmetamal import __version__
-from fedmetamal.config import ConfigError, build_config, set_dotted
+from fedmetamal.cli_common import config_from_flags, console
+from fedmetamal.config import ConfigError, build_config
 from fedmetamal.errors import FedMetaMalError
 
 app = typer.Typer(
@@ -24,7 +24,6 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
 _state = {"debug": False}
 
 
@@ -33,24 +32,6 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug
-
-
-def _parse_value(raw: str) -> Any:
-    """A flag value as YAML would read it (numbers, booleans, lists), else the string."""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-
-
-def _overrides(pairs: list[str], flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} expects KEY=VALUE, got '{item}'.", f"e.g. {flag} mu=0.01")
-        out[key.strip()] = _parse_value(value)
-    return out
 
 
 @app.command()
@@ -115,12 +96,7 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Simulate a federation in one process and train a detector on it."""
-    data: dict[str, Any] = {}
-    if config is not None:
-        from fedmetamal.config import load_config
-
-        data = load_config(config).model_dump(exclude_unset=True)
-    flags = {
+    flags: dict[str, Any] = {
         "dataset.source": dataset,
         "dataset.label_column": label_column,
         "dataset.format": data_format,
@@ -146,16 +122,7 @@ def simulate(
             flags["model.hidden"] = [int(w) for w in hidden.split(",") if w.strip()]
         except ValueError:
             raise ConfigError(f"--hidden expects integers like 256,64, got '{hidden}'.") from None
-    if algorithm is not None and data.get("algorithm", {}).get("name") not in (None, algorithm):
-        data["algorithm"].pop("params", None)  # the file's parameters belong to its algorithm
-    for key, value in flags.items():
-        if value is not None:
-            set_dotted(data, key, value)
-    for key, value in _overrides(param or [], "--param").items():
-        set_dotted(data, f"algorithm.params.{key}", value)
-    for key, value in _overrides(set_ or [], "--set").items():
-        set_dotted(data, key, value)
-    cfg = build_config(data, origin="settings")
+    cfg = config_from_flags(config, flags, param or [], set_ or [])
 
     from fedmetamal.api import simulate as run_simulation
     from fedmetamal.cli_output import Reporter

@@ -96,6 +96,11 @@ class PartitionConfig(_Strict):
     subset_fraction: float = Field(
         0.7, gt=0.0, le=1.0, description="feature-subset: share of features each client sees"
     )
+    feature_skew: Literal["none", "noise", "subset"] = Field(
+        "none",
+        description="feature skew added on top of any kind (noise: as feature-noise, "
+        "subset: as feature-subset), to mix label or quantity skew with feature skew",
+    )
     column: str = Field("source", description="natural: metadata column naming the client")
     min_client_size: int = Field(10, ge=1, description="smallest allowed client (train samples)")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="global held-out test share")

@@ -460,3 +460,18 @@ def test_stratified_sample_keeps_shares() -> None:
 def test_degenerate_dirichlet_draw_becomes_one_hot() -> None:
     p = dirichlet_proportions(1e-9, 6, np.random.default_rng(0))
     assert p.sum() == pytest.approx(1.0) and np.all(np.isfinite(p))
+
+
+def test_feature_skew_mixes_with_label_skew(ds: Dataset) -> None:
+    plain = partition(ds, cfg("dirichlet", clients=5, alpha=0.3), seed=0)
+    mixed = partition(ds, cfg("dirichlet", clients=5, alpha=0.3, feature_skew="noise"), seed=0)
+    # The same samples go to the same clients: the label skew is unchanged ...
+    for a, b in zip(plain.clients, mixed.clients, strict=True):
+        assert np.array_equal(uids(a.train), uids(b.train))
+    # ... and the clients' features carry the noise, growing with the client index.
+    assert mixed.info["noise_scale"] == [0.0, 0.125, 0.25, 0.375, 0.5]
+    assert mixed.info["params"]["feature_skew"] == "noise"
+    assert np.array_equal(mixed.clients[0].train.X, plain.clients[0].train.X)
+    assert not np.array_equal(mixed.clients[4].train.X, plain.clients[4].train.X)
+    hidden = partition(ds, cfg("dirichlet", alpha=0.3, feature_skew="subset"), seed=0)
+    assert not feature_masks(hidden).all()

@@ -14,6 +14,8 @@ Choices worth knowing:
 * ``feature-noise`` and ``feature-subset`` change the clients' copies (train and local test)
   only; the source dataset and the global test set keep their clean, full features.
 * ``feature-subset`` sets hidden features to 0, like a feature an extractor cannot compute.
+* ``feature_skew`` (``noise`` or ``subset``) applies the same feature step after any other kind,
+  so a Dirichlet label skew can be mixed with feature skew.
 * Family classes come from metadata first (``family``, then benign ``category``) and from the
   label only where both are missing, so a label-noise flip stays with its true group.
   ``family-dirichlet`` splits benign samples by ``category`` when present; ``label-quantity``
@@ -77,9 +79,9 @@ def partition(dataset: Dataset, cfg: PartitionConfig, seed: int) -> Federation:
                 test=_renamed(dataset.subset(local_test), f"{name}/test"),
             )
         )
-    if cfg.kind == "feature-noise":
+    if cfg.kind == "feature-noise" or cfg.feature_skew == "noise":
         extra["noise_scale"] = _add_feature_noise(clients, dataset, rest, cfg.noise, rng)
-    elif cfg.kind == "feature-subset":
+    elif cfg.kind == "feature-subset" or cfg.feature_skew == "subset":
         extra["visible_features"] = _hide_features(clients, cfg.subset_fraction, rng)
 
     fed = Federation(clients=clients, test=dataset.subset(test))
@@ -258,6 +260,9 @@ def _renamed(ds: Dataset, name: str) -> Dataset:
 
 def _describe(fed: Federation, cfg: PartitionConfig, seed: int) -> dict[str, Any]:
     params = {"clients": cfg.clients, **{p: getattr(cfg, p) for p in _PARAMS.get(cfg.kind, ())}}
+    if cfg.feature_skew != "none":
+        params["feature_skew"] = cfg.feature_skew
+        params |= {p: getattr(cfg, p) for p in _PARAMS[f"feature-{cfg.feature_skew}"]}
     if cfg.kind == "quantity":
         params.pop("sigma" if cfg.quantity == "dirichlet" else "alpha")
     params |= {
