@@ -85,7 +85,13 @@ def test_simulate_writes_a_complete_run_directory(
         "model.safetensors",
         "model.onnx",
         "summary.json",
+        "heterogeneity.json",
     } <= names
+    # the run reports how non-IID its federation was, per client and overall
+    hetero = json.loads((run / "heterogeneity.json").read_text())
+    assert len(hetero["clients"]) == summary["clients"]
+    assert summary["heterogeneity"] == hetero["federation"]
+    assert 0.0 <= summary["heterogeneity"]["index"] <= 1.0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
     assert 0.0 <= rows[-1]["test_roc_auc"] <= 1.0

@@ -17,6 +17,7 @@ import torch
 from fedmetamal.config import RunConfig, build_config, load_config
 from fedmetamal.data.dataset import Dataset
 from fedmetamal.data.federation import Federation
+from fedmetamal.data.heterogeneity import measure_federation
 from fedmetamal.data.preprocess import Preprocessor, preprocess_federation
 from fedmetamal.sim.rundir import RunDirectory
 from fedmetamal.sim.runtime import RoundRecord, Simulation
@@ -38,6 +39,7 @@ class SimulationResult:
     seconds: float
     run_dir: Path | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
+    heterogeneity: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class SimulationResult:
             "model": self.simulation.network.describe(),
             "seconds": round(self.seconds, 3),
             "final_metrics": self.final_metrics,
+            "heterogeneity": self.heterogeneity.get("federation", {}),
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
 
@@ -115,10 +118,14 @@ def simulate(
     ds = dataset if dataset is not None else load_data(cfg)
     stage(f"partitioning {ds.n_samples} samples over {cfg.partition.clients} clients")
     fed = build_federation(cfg, ds)
+    stage("measuring how non-IID the federation is")
+    heterogeneity = measure_federation(fed).to_dict()
     stage("fitting preprocessing from client summaries")
     fed, pre = preprocess_federation(fed, cfg.preprocess)
     sim = Simulation(cfg, fed)
     rundir = RunDirectory(cfg) if write_outputs else None
+    if rundir:
+        rundir.write_json("heterogeneity.json", heterogeneity)
     history: list[RoundRecord] = []
 
     def record(rec: RoundRecord) -> None:
@@ -142,6 +149,7 @@ def simulate(
             federation=fed.summary(),
             seconds=time.perf_counter() - t0,
             dataset=ds.describe(),
+            heterogeneity=heterogeneity,
         )
         if rundir:
             stage("writing outputs")

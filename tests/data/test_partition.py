@@ -14,6 +14,7 @@ from fedmetamal.config import PartitionConfig
 from fedmetamal.data.dataset import Dataset
 from fedmetamal.data.federation import Federation
 from fedmetamal.data.partition import client_label_counts, feature_masks, partition
+from fedmetamal.data.preprocess import signed_log1p
 from fedmetamal.data.splits import dirichlet_proportions, largest_remainder, stratified_sample
 from fedmetamal.errors import PartitionError
 
@@ -276,11 +277,15 @@ def test_feature_noise_grows_with_client_index(ds: Dataset) -> None:
     fed = partition(ds, cfg("feature-noise", clients=5, noise=1.0), seed=0)
     assert np.array_equal(ds.X, before)  # the source dataset is untouched
     assert np.array_equal(fed.test.X, ds.X[uids(fed.test)])  # and so is the global test set
-    std = ds.X.std(axis=0)
+    # The noise lives on the signed-log scale, in units of each feature's std there.
+    std = signed_log1p(ds.X.astype(np.float64)).std(axis=0)
     measured = []
     for c in fed.clients:
         for part in (c.train, c.test):
-            measured.append(((part.X - ds.X[uids(part)]) / std).std())
+            shift = signed_log1p(part.X.astype(np.float64)) - signed_log1p(
+                ds.X[uids(part)].astype(np.float64)
+            )
+            measured.append((shift / std).std())
     train_noise, test_noise = measured[0::2], measured[1::2]
     assert train_noise[0] == 0.0 and test_noise[0] == 0.0
     assert np.all(np.diff(train_noise) > 0) and np.all(np.diff(test_noise) > 0)

@@ -32,6 +32,7 @@ import numpy as np
 from fedmetamal.config import PartitionConfig
 from fedmetamal.data.dataset import BENIGN, MALWARE, Dataset
 from fedmetamal.data.federation import ClientData, Federation
+from fedmetamal.data.preprocess import signed_log1p
 from fedmetamal.data.splits import (
     ASSIGNERS,
     REDRAWN,
@@ -48,6 +49,8 @@ __all__ = ["MAX_DRAWS", "client_label_counts", "feature_masks", "partition"]
 
 #: How often a random partition is redrawn before the size guard gives up.
 MAX_DRAWS = 100
+#: Largest signed-log value noise may reach (expm1 of it still fits float32).
+_MAX_LOG = 88.0
 
 
 def partition(dataset: Dataset, cfg: PartitionConfig, seed: int) -> Federation:
@@ -193,15 +196,16 @@ def _assign(
 # --- feature skew ----------------------------------------------------------------------------
 
 
-def _feature_std(X: np.ndarray, index: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Per-feature std over rows ``index``, in float64 chunks so a memory map stays on disk."""
+def _log_feature_std(X: np.ndarray, index: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Per-feature std of ``signed_log1p`` features over rows ``index``, in float64 chunks so a
+    memory map stays on disk."""
     total = np.zeros(X.shape[1])
     for s in range(0, index.size, chunk):
-        total += X[index[s : s + chunk]].sum(axis=0, dtype=np.float64)
+        total += signed_log1p(X[index[s : s + chunk]].astype(np.float64)).sum(axis=0)
     mean = total / max(index.size, 1)
     sq = np.zeros(X.shape[1])
     for s in range(0, index.size, chunk):
-        sq += ((X[index[s : s + chunk]].astype(np.float64) - mean) ** 2).sum(axis=0)
+        sq += ((signed_log1p(X[index[s : s + chunk]].astype(np.float64)) - mean) ** 2).sum(axis=0)
     return np.sqrt(sq / max(index.size, 1))
 
 
@@ -212,16 +216,24 @@ def _add_feature_noise(
     noise: float,
     rng: Gen,
 ) -> list[float]:
-    """Client i gets N(0, (noise * i/(C-1) * std_f)^2) per feature f (NIID-Bench feature skew)."""
-    std = _feature_std(dataset.X, rest)
+    """Client i gets N(0, (noise * i/(C-1) * std_f)^2) per feature f (NIID-Bench feature skew).
+
+    The noise is added on the signed-log scale (``sign(x)·log1p(|x|)``) and mapped back: PE
+    features are heavy-tailed (sizes, addresses), and noise scaled by a raw standard deviation
+    would swamp every typical value, so even ``noise=0.01`` would erase the signal.
+    """
+    std = _log_feature_std(dataset.X, rest)
     n = len(clients)
     scales = [noise * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
     for c, scale in zip(clients, scales, strict=True):
         if scale == 0.0:
             continue
-        sd = (scale * std).astype(np.float32)
+        sd = scale * std
         for part in (c.train, c.test):
-            part.X += rng.standard_normal(part.X.shape, dtype=np.float32) * sd
+            z = signed_log1p(part.X.astype(np.float64))
+            z += rng.standard_normal(part.X.shape) * sd
+            np.clip(z, -_MAX_LOG, _MAX_LOG, out=z)
+            part.X[:] = np.sign(z) * np.expm1(np.abs(z))
     return scales
 
 

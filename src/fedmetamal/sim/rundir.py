@@ -83,6 +83,9 @@ class RunDirectory:
             writer.writeheader()
             writer.writerows(self.rows)
 
+    def write_json(self, name: str, data: Any) -> None:
+        (self.path / name).write_text(json.dumps(_clean(data), indent=2) + "\n", encoding="utf-8")
+
     def file(self, name: str) -> Path:
         return self.path / name
 
