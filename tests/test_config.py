@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fedmetamal.config import build_config, load_config
 from fedmetamal.errors import ConfigError
@@ -70,7 +71,16 @@ def test_yaml_file_errors(tmp_path: Path) -> None:
 
 
 def test_examples_are_valid() -> None:
+    """Every example is a valid run config, or (with a ``grid``) a valid experiment suite."""
+    from fedmetamal.experiments.suite import load_suite
+
     examples = sorted(Path(__file__).parents[1].joinpath("examples").glob("*.yaml"))
     assert examples, "examples/ should hold example configs"
+    suites = 0
     for path in examples:
-        load_config(path)
+        if "grid" in yaml.safe_load(path.read_text()):
+            assert load_suite(path).runs
+            suites += 1
+        else:
+            load_config(path)
+    assert suites >= 2  # smoke.yaml and noniid.yaml

@@ -86,6 +86,13 @@ class PartitionConfig(_Strict):
     kind: PartitionKind = Field("iid", description="how samples are spread over clients")
     clients: int = Field(10, ge=1, le=100000, description="number of clients")
     alpha: float = Field(0.5, gt=0.0, description="Dirichlet concentration (smaller = more skew)")
+    dirichlet_over: Literal["classes", "clients"] = Field(
+        "classes",
+        description="dirichlet, family-dirichlet: 'classes' splits each class over the clients "
+        "by its own Dir(alpha) draw (NIID-Bench; client sizes vary), 'clients' gives every "
+        "client an equal share with a class mix drawn from Dir(alpha * pooled class shares) "
+        "(Hsu et al. 2019)",
+    )
     k: int = Field(1, ge=1, description="label-quantity: classes (labels or families) per client")
     by: Literal["label", "family"] = Field("label", description="label-quantity: what k counts")
     quantity: Literal["dirichlet", "lognormal"] = Field(

@@ -15,7 +15,13 @@ from fedmetamal.data.dataset import Dataset
 from fedmetamal.data.federation import Federation
 from fedmetamal.data.partition import client_label_counts, feature_masks, partition
 from fedmetamal.data.preprocess import signed_log1p
-from fedmetamal.data.splits import dirichlet_proportions, largest_remainder, stratified_sample
+from fedmetamal.data.splits import (
+    class_mix,
+    dirichlet_proportions,
+    largest_remainder,
+    mix_quotas,
+    stratified_sample,
+)
 from fedmetamal.errors import PartitionError
 
 N, D = 2000, 8
@@ -480,3 +486,136 @@ def test_feature_skew_mixes_with_label_skew(ds: Dataset) -> None:
     assert not np.array_equal(mixed.clients[4].train.X, plain.clients[4].train.X)
     hidden = partition(ds, cfg("dirichlet", alpha=0.3, feature_skew="subset"), seed=0)
     assert not feature_masks(hidden).all()
+
+
+# --- client-wise Dirichlet (dirichlet_over: clients, Hsu et al. 2019) -------------------------
+
+CLIENT_WISE = {
+    "dirichlet": cfg("dirichlet", dirichlet_over="clients", alpha=0.3, clients=7),
+    "family-dirichlet": cfg("family-dirichlet", dirichlet_over="clients", alpha=0.3, clients=7),
+}
+
+
+def client_totals(fed: Federation) -> np.ndarray:
+    """Samples each client was given (local train plus local test)."""
+    return np.array([c.n_train + c.test.n_samples for c in fed.clients])
+
+
+def client_groups(c: Any) -> np.ndarray:
+    """A client's samples (train plus local test) as ``family-dirichlet`` classes."""
+    fam = np.concatenate([c.train.meta("family"), c.test.meta("family")]).astype(object)
+    cat = np.concatenate([c.train.meta("category"), c.test.meta("category")]).astype(object)
+    return np.where(pd.isna(fam), "benign:" + cat.astype(str), fam)
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_WISE))
+def test_client_wise_dirichlet_keeps_every_sample_in_equal_clients(kind: str) -> None:
+    data = make_dataset(unlabelled=301)
+    setting = CLIENT_WISE[kind]
+    fed = partition(data, setting, seed=1)
+    pieces = [uids(fed.test)] + [u for c in fed.clients for u in (uids(c.train), uids(c.test))]
+    assert np.array_equal(np.sort(np.concatenate(pieces)), np.arange(N))
+    totals = client_totals(fed)
+    assert totals.sum() == N - fed.test.n_samples
+    assert totals.max() - totals.min() <= 1
+    # unlabelled samples are dealt out uniformly, as for the class-wise variant
+    unlabelled = [int(np.sum(c.train.y == -1)) for c in fed.clients]
+    assert sum(unlabelled) == 301 and max(unlabelled) - min(unlabelled) <= 1
+    for c in fed.clients:
+        assert np.array_equal(c.train.y, data.y[uids(c.train)])
+    assert fed.info["params"]["dirichlet_over"] == "clients"
+    assert fed.info["params"]["alpha"] == 0.3
+    assert fed.info["draws"] == 1  # equal sizes always pass the size guard
+    json.dumps(fed.info)
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_WISE))
+def test_client_wise_dirichlet_is_reproducible(ds: Dataset, kind: str) -> None:
+    a, b, other = (partition(ds, CLIENT_WISE[kind], seed=s) for s in (7, 7, 8))
+    assert all(np.array_equal(u, v) for u, v in zip(client_uids(a), client_uids(b), strict=True))
+    assert a.info == b.info
+    assert not all(
+        np.array_equal(u, v) for u, v in zip(client_uids(a), client_uids(other), strict=True)
+    )
+
+
+def test_client_wise_dirichlet_skew_follows_alpha(ds: Dataset) -> None:
+    def fed(alpha: float) -> Federation:
+        setting = cfg(
+            "dirichlet", dirichlet_over="clients", alpha=alpha, clients=10, client_test_fraction=0
+        )
+        return partition(ds, setting, seed=0)
+
+    counts = client_label_counts(fed(0.01))
+    assert np.mean(counts.max(axis=1) / counts.sum(axis=1)) > 0.9  # (nearly) one-class clients
+    # q ~ Dir(alpha * p) has std sqrt(p(1 - p) / (alpha + 1)) around the pooled share p: about
+    # 0.05 at alpha 100 and 0.015 at alpha 1000 (plus whatever the last client is left with).
+    pooled = np.mean(ds.y == 1)
+    for alpha, bound in ((100.0, 0.12), (1000.0, 0.05)):
+        shares = malware_share(fed(alpha))
+        assert np.std(shares) < bound
+        assert abs(np.mean(shares) - pooled) < 0.02
+
+
+def test_client_wise_dirichlet_fits_binary_labels_with_tiny_alpha(ds: Dataset) -> None:
+    classwise = cfg("dirichlet", alpha=0.05, clients=10)
+    with pytest.raises(PartitionError, match="in all 100 draws"):
+        partition(ds, classwise, seed=0)
+    fed = partition(ds, classwise.model_copy(update={"dirichlet_over": "clients"}), seed=0)
+    assert client_totals(fed).max() - client_totals(fed).min() <= 1
+    assert fed.sizes().min() >= 10
+    counts = client_label_counts(fed)
+    assert np.mean(counts.max(axis=1) / counts.sum(axis=1)) > 0.85  # and the labels are skewed
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_WISE))
+def test_client_wise_dirichlet_preserves_the_pooled_class_distribution(
+    ds: Dataset, kind: str
+) -> None:
+    fed = partition(ds, CLIENT_WISE[kind].model_copy(update={"alpha": 0.05}), seed=2)
+    pool = np.setdiff1d(np.arange(N), uids(fed.test))  # the training side, before assignment
+    # together the (skewed) clients hold exactly the pooled labels and families
+    labels = np.concatenate([np.r_[c.train.y, c.test.y] for c in fed.clients])
+    assert np.bincount(labels).tolist() == np.bincount(ds.y[pool]).tolist()
+    groups = pd.Series(np.concatenate([client_groups(c) for c in fed.clients])).value_counts()
+    fam = ds.meta("family")[pool].astype(object)
+    cat = ds.meta("category")[pool].astype(object)
+    expected = pd.Series(np.where(pd.isna(fam), "benign:" + cat.astype(str), fam)).value_counts()
+    assert groups.sort_index().to_dict() == expected.sort_index().to_dict()
+
+
+def test_family_dirichlet_over_clients_concentrates_families(ds: Dataset) -> None:
+    setting = cfg("family-dirichlet", dirichlet_over="clients", alpha=0.01, clients=20)
+    fed = partition(ds, setting, seed=0)
+    assert set(fed.info["classes"]) == {"benign:browser", "benign:office", "benign:game", *FAMILIES}
+    totals = client_totals(fed)
+    assert totals.max() - totals.min() <= 1
+
+    # one class (a family or a benign category) dominates most clients; a client whose class
+    # runs out (the small families hold fewer samples than one client) takes others instead
+    def top_share(f: Federation) -> float:
+        groups = [pd.Series(client_groups(c)).value_counts() for c in f.clients]
+        return float(np.mean([g.iloc[0] / g.sum() for g in groups]))
+
+    assert top_share(fed) > 0.7
+    assert top_share(partition(ds, cfg("iid", clients=20), seed=0)) < 0.3
+    # the class-wise default is unchanged by the new option
+    default = partition(ds, cfg("family-dirichlet", alpha=0.5, min_client_size=1), seed=0)
+    assert default.info["params"]["dirichlet_over"] == "classes"
+
+
+def test_mix_quotas_passes_an_exhausted_class_on_in_proportion() -> None:
+    # 50/30/20 of 100, but class 0 has only 10: its 40 missing go to 1 and 2 as 30:20
+    quotas = mix_quotas(np.array([0.5, 0.3, 0.2]), np.array([10, 100, 100]), 100)
+    assert quotas.tolist() == [10, 54, 36]
+    # a mix with no weight on what is left falls back to what is left
+    assert mix_quotas(np.array([1.0, 0.0, 0.0]), np.array([5, 30, 10]), 25).tolist() == [5, 15, 5]
+    assert mix_quotas(np.array([0.2, 0.8]), np.array([50, 50]), 0).tolist() == [0, 0]
+
+
+def test_tiny_alpha_class_mix_is_one_hot_by_the_prior() -> None:
+    rng = np.random.default_rng(0)
+    mixes = np.array([class_mix(1e-12, np.array([0.9, 0.1]), rng) for _ in range(200)])
+    assert np.all(np.isfinite(mixes)) and np.allclose(mixes.sum(axis=1), 1.0)
+    assert np.allclose(mixes.max(axis=1), 1.0)  # the limit of Dir(alpha * p) as alpha -> 0
+    assert 150 < int(np.sum(mixes[:, 0] == mixes.max(axis=1))) < 200  # class k with prob p_k

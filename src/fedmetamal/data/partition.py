@@ -255,9 +255,9 @@ def _hide_features(clients: list[ClientData], fraction: float, rng: Gen) -> list
 
 
 _PARAMS = {
-    "dirichlet": ("alpha",),
+    "dirichlet": ("alpha", "dirichlet_over"),
     "label-quantity": ("k", "by"),
-    "family-dirichlet": ("alpha",),
+    "family-dirichlet": ("alpha", "dirichlet_over"),
     "quantity": ("quantity", "alpha", "sigma"),
     "feature-noise": ("noise",),
     "feature-subset": ("subset_fraction",),

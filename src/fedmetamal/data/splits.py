@@ -111,6 +111,11 @@ def client_split(
     return np.setdiff1d(index, test, assume_unique=True), test
 
 
+def even_sizes(n: int, parts: int) -> np.ndarray:
+    """The sizes ``np.array_split`` cuts ``n`` items into: equal, the first ``n % parts`` +1."""
+    return n // parts + (np.arange(parts) < n % parts).astype(np.int64)
+
+
 def split_by_proportions(index: np.ndarray, proportions: np.ndarray) -> list[np.ndarray]:
     """Cut (already shuffled) ``index`` into consecutive pieces sized by ``proportions``."""
     counts = largest_remainder(proportions, index.size)
@@ -184,7 +189,11 @@ def _dirichlet_by_class(
     cfg: PartitionConfig,
     rng: Gen,
 ) -> Parts:
-    """Each class's samples split over clients by its own Dir(alpha) draw (Hsu et al. 2019)."""
+    """Class-wise Dirichlet: each class's samples split over clients by its own Dir(alpha) draw.
+
+    The label-distribution skew of NIID-Bench (Li et al. 2022, after Yurochkin et al. 2019);
+    client sizes follow the draws, so small ``alpha`` can leave clients (nearly) empty.
+    """
     parts: list[list[np.ndarray]] = [[] for _ in range(cfg.clients)]
     for c in np.unique(keys[labelled]):
         members = rng.permutation(index[labelled & (keys == c)])
@@ -193,6 +202,92 @@ def _dirichlet_by_class(
             parts[i].append(piece)
     _spread(index[~labelled], parts, rng)
     return _joined(parts)
+
+
+def class_mix(alpha: float, prior: np.ndarray, rng: Gen) -> np.ndarray:
+    """One client's class mix q ~ Dir(alpha * prior) (Hsu, Qi & Brown 2019).
+
+    Should a draw come back degenerate (gamma-based draws can underflow to all zeros for tiny
+    ``alpha * prior``), it becomes the limit of that case: a one-hot mix on class k with
+    probability ``prior[k]``.
+    """
+    prior = np.asarray(prior, dtype=np.float64)
+    q = rng.dirichlet(alpha * prior)
+    if not np.all(np.isfinite(q)) or q.sum() <= 0:
+        q = np.zeros(prior.size)
+        q[rng.choice(prior.size, p=prior / prior.sum())] = 1.0
+    return q
+
+
+def mix_quotas(mix: np.ndarray, left: np.ndarray, need: int) -> np.ndarray:
+    """How many samples of each class a client of size ``need`` takes from ``left``.
+
+    Shares follow ``mix`` (exactly, by largest remainder); a class that runs out passes the
+    client's remaining draws to the classes that still have samples, in proportion to ``mix``
+    restricted to them (or, where the mix puts no weight on any of them, to what is left).
+    Deterministic; requires ``need <= left.sum()``.
+    """
+    left = np.asarray(left, dtype=np.int64).copy()
+    take = np.zeros(left.size, dtype=np.int64)
+    need = int(need)
+    while need > 0:
+        w = np.where(left > 0, mix, 0.0)
+        if w.sum() <= 0:
+            w = left.astype(np.float64)
+        got = np.minimum(largest_remainder(w, need), left)
+        take += got
+        left -= got
+        need -= int(got.sum())
+    return take
+
+
+def _dirichlet_by_client(
+    index: np.ndarray,
+    keys: np.ndarray,
+    labelled: np.ndarray,
+    cfg: PartitionConfig,
+    rng: Gen,
+) -> Parts:
+    """Client-wise Dirichlet: equal client sizes, each client's class mix from Dir(alpha * p).
+
+    The variant of Hsu, Qi & Brown (2019), also used by pfl-research: ``p`` is the pooled class
+    distribution of the labelled training samples. Clients take their samples without
+    replacement, in a seeded random order so the last ones are not always left with whatever
+    remains. Every client gets an equal share of all training samples (sizes differ by at most
+    one); unlabelled samples are dealt out uniformly and the labelled ones fill each client up.
+    """
+    members_index = index[labelled]
+    classes, codes = np.unique(keys[labelled], return_inverse=True)
+    pools = [rng.permutation(members_index[codes == c]) for c in range(classes.size)]
+    left = np.array([pool.size for pool in pools], dtype=np.int64)
+    prior = left / left.sum()
+    # _spread below deals the unlabelled samples out in even_sizes too, so the totals stay even;
+    # every need is >= 0, as both cuts give their extras to the first clients.
+    needs = even_sizes(index.size, cfg.clients) - even_sizes(int((~labelled).sum()), cfg.clients)
+    mixes = [class_mix(cfg.alpha, prior, rng) for _ in range(cfg.clients)]
+    used = np.zeros(classes.size, dtype=np.int64)
+    parts: list[list[np.ndarray]] = [[] for _ in range(cfg.clients)]
+    for i in rng.permutation(cfg.clients):
+        take = mix_quotas(mixes[i], left, needs[i])
+        for c in np.flatnonzero(take):
+            parts[i].append(pools[c][used[c] : used[c] + take[c]])
+        used += take
+        left -= take
+    _spread(index[~labelled], parts, rng)
+    return _joined(parts)
+
+
+def _label_skew(
+    index: np.ndarray,
+    keys: np.ndarray,
+    labelled: np.ndarray,
+    cfg: PartitionConfig,
+    rng: Gen,
+) -> Parts:
+    """The Dirichlet label skew ``cfg.dirichlet_over`` names: over ``classes`` or ``clients``."""
+    if cfg.dirichlet_over == "clients":
+        return _dirichlet_by_client(index, keys, labelled, cfg, rng)
+    return _dirichlet_by_class(index, keys, labelled, cfg, rng)
 
 
 def _iid(
@@ -205,18 +300,18 @@ def _iid(
 def _dirichlet(
     dataset: Dataset, index: np.ndarray, cfg: PartitionConfig, rng: Gen
 ) -> tuple[Parts, Extra]:
-    """Label skew: malware and benign each spread by their own Dir(alpha) draw."""
+    """Label skew over malware and benign, class-wise or client-wise (``dirichlet_over``)."""
     y = dataset.y[index]
-    return _dirichlet_by_class(index, _label_keys(y), y != UNLABELLED, cfg, rng), {}
+    return _label_skew(index, _label_keys(y), y != UNLABELLED, cfg, rng), {}
 
 
 def _family_dirichlet(
     dataset: Dataset, index: np.ndarray, cfg: PartitionConfig, rng: Gen
 ) -> tuple[Parts, Extra]:
-    """Family skew: every malware family (and benign category) gets its own Dir(alpha) draw."""
+    """Family skew over malware families and benign categories, class-wise or client-wise."""
     keys = _family_keys(dataset, index, benign_categories=True)
     labelled = dataset.y[index] != UNLABELLED
-    return _dirichlet_by_class(index, keys, labelled, cfg, rng), {
+    return _label_skew(index, keys, labelled, cfg, rng), {
         "classes": sorted(set(keys[labelled].tolist()))
     }
 
@@ -358,5 +453,6 @@ ASSIGNERS: dict[str, Assigner] = {
     "temporal": _temporal,
     "natural": _natural,
 }
-#: Partitions whose sizes come from random draws: redrawn until the size guard holds.
+#: Partitions whose sizes come from random draws: redrawn until the size guard holds. (With
+#: ``dirichlet_over: clients`` the sizes are equal, so the first draw always passes.)
 REDRAWN = frozenset({"dirichlet", "family-dirichlet", "quantity"})
