@@ -12,6 +12,8 @@ from rich.console import Console
 
 from fedmetamal import __version__
 from fedmetamal.cli_common import config_from_flags, console
+from fedmetamal.cli_experiment import experiment_app
+from fedmetamal.cli_federation import federation_app
 from fedmetamal.config import ConfigError, build_config
 from fedmetamal.errors import FedMetaMalError
 
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(federation_app, name="federation")
+app.add_typer(experiment_app, name="experiment")
 
 _state = {"debug": False}
 
