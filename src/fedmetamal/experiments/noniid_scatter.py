@@ -58,6 +58,9 @@ def _draw(ax: Axes, frame: pd.DataFrame, measure: str, rho: float, noise: float)
     ax.set_title(f"{measure}  (Spearman ρ = {shown})")
     ax.set_xlabel(measure)
     ax.set_ylabel("ROC AUC drop vs IID")
+    # Symmetric log: linear within the seed noise, logarithmic beyond, so one catastrophic
+    # federation does not flatten all the others onto the axis.
+    ax.set_yscale("symlog", linthresh=max(noise, 1e-3))
     ax.grid(alpha=0.3)
 
 

@@ -23,8 +23,8 @@ PRESETS: tuple[str, ...] = ("full", "quick")
 
 #: Dirichlet concentrations of the label-skew sweep (from one class per client to IID-like).
 DIRICHLET_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
-#: Extra concentrations between those (see :func:`_full`).
-EXTRA_ALPHAS = (0.3, 3.0)
+#: Class-wise Dirichlet draws (label skew coupled with quantity skew).
+CLASSWISE_ALPHAS = (0.1, 0.3, 1.0, 3.0)
 
 
 @dataclass
@@ -42,11 +42,16 @@ def _e(seed: int = 0, **partition: Any) -> StudyEntry:
 
 
 def _full() -> list[StudyEntry]:
-    """44 federations with family metadata, 40 without, plus 8 that keep >= 40 trainable where
-    binary labels make alpha <= 0.05 impossible with 10 clients of >= 10 samples each (those
-    6 are recorded as skipped): alpha 0.3 and 3 and seed-1 replicates of the label+feature
-    mixes, which fill the middle and the top of the range."""
-    out = [_e(s, kind="dirichlet", alpha=a) for a in DIRICHLET_ALPHAS for s in (0, 1)]
+    """48 federations (52 with family metadata).
+
+    The label-skew sweep uses the client-wise Dirichlet draw (equal client sizes, each client's
+    class mix from Dir(alpha·p)), which stays buildable down to alpha 0.01 with two classes and
+    keeps label skew apart from quantity skew; four class-wise draws add the coupled label and
+    quantity skew that draw produces.
+    """
+    sweep = {"kind": "dirichlet", "dirichlet_over": "clients"}
+    out = [_e(s, **sweep, alpha=a) for a in DIRICHLET_ALPHAS for s in (0, 1)]
+    out += [_e(kind="dirichlet", alpha=a) for a in CLASSWISE_ALPHAS]
     out += [_e(s, kind="label-quantity", k=1) for s in (0, 1)]
     out += [_e(s, kind="label-quantity", k=2, by="family") for s in (0, 1)]
     out += [_e(kind="quantity", quantity="dirichlet", alpha=a) for a in (0.1, 0.5)]
@@ -54,25 +59,25 @@ def _full() -> list[StudyEntry]:
     out += [_e(kind="feature-noise", noise=n) for n in (0.25, 0.5, 1.0, 2.0)]
     out += [_e(kind="feature-subset", subset_fraction=f) for f in (0.3, 0.5, 0.7)]
     out += [
-        _e(s, kind="dirichlet", alpha=a, feature_skew="noise", noise=n)
+        _e(s, **sweep, alpha=a, feature_skew="noise", noise=n)
         for s in (0, 1)
         for a in (0.1, 1.0)
         for n in (0.5, 1.0)
     ]
-    out.append(_e(kind="dirichlet", alpha=0.5, feature_skew="subset", subset_fraction=0.5))
+    out.append(_e(**sweep, alpha=0.5, feature_skew="subset", subset_fraction=0.5))
     out += [_e(kind="family-dirichlet", alpha=a) for a in (0.1, 1.0)]
-    out += [_e(s, kind="dirichlet", alpha=a) for a in EXTRA_ALPHAS for s in (0, 1)]
     return out
 
 
 def _quick() -> list[StudyEntry]:
     """A subset of ``full`` (so a full study in the same folder reuses its results)."""
+    sweep = {"kind": "dirichlet", "dirichlet_over": "clients"}
     return [
-        *(_e(kind="dirichlet", alpha=a) for a in (0.1, 0.2, 1.0, 100.0)),
+        *(_e(**sweep, alpha=a) for a in (0.1, 0.2, 1.0, 100.0)),
         _e(kind="label-quantity", k=1),
         _e(kind="quantity", quantity="lognormal", sigma=2.0),
         _e(kind="feature-noise", noise=1.0),
-        _e(kind="dirichlet", alpha=0.1, feature_skew="noise", noise=1.0),
+        _e(**sweep, alpha=0.1, feature_skew="noise", noise=1.0),
         _e(kind="family-dirichlet", alpha=0.1),
     ]
 
@@ -103,7 +108,8 @@ def _num(v: float) -> str:
 def _kind_params(p: PartitionConfig) -> list[tuple[str, str]]:
     """(slug part, label part) pairs naming the parameters that matter for ``p.kind``."""
     if p.kind in ("dirichlet", "family-dirichlet"):
-        return [(f"a{_num(p.alpha)}", f"α={_num(p.alpha)}")]
+        alpha = [(f"a{_num(p.alpha)}", f"α={_num(p.alpha)}")]
+        return [*alpha, ("cw", "client-wise")] if p.dirichlet_over == "clients" else alpha
     if p.kind == "label-quantity":
         by = [("family", "families")] if p.by == "family" else []
         return [(f"k{p.k}", f"k={p.k}"), *by]
