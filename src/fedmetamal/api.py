@@ -19,6 +19,7 @@ from fedmetamal.data.dataset import Dataset
 from fedmetamal.data.federation import Federation
 from fedmetamal.data.heterogeneity import measure_federation
 from fedmetamal.data.preprocess import Preprocessor, preprocess_federation
+from fedmetamal.data.semi import reveal_labels
 from fedmetamal.sim.rundir import RunDirectory
 from fedmetamal.sim.runtime import RoundRecord, Simulation
 
@@ -75,11 +76,13 @@ def load_data(cfg: RunConfig) -> Dataset:
 
 
 def build_federation(cfg: RunConfig, dataset: Dataset | None = None) -> Federation:
-    """Load (unless given) and partition the dataset, as the config says."""
+    """Load (unless given) and partition the dataset, then apply the semi-supervised scenario
+    (``cfg.semi``; scenario none leaves the partition as it is), as the config says."""
     from fedmetamal.data.partition import partition
+    from fedmetamal.data.semi import apply_semi
 
     ds = dataset if dataset is not None else load_data(cfg)
-    return partition(ds, cfg.partition, cfg.seed)
+    return apply_semi(partition(ds, cfg.partition, cfg.seed), cfg.semi, cfg.seed)
 
 
 def _round_row(rec: RoundRecord) -> dict[str, Any]:
@@ -102,24 +105,30 @@ def simulate(
     on_stage: Callable[[str], None] | None = None,
     write_outputs: bool = True,
     dataset: Dataset | None = None,
+    federation: Federation | None = None,
 ) -> SimulationResult:
     """Run one simulated federated training and return its results.
 
     ``config`` is a :class:`RunConfig`, a dict of settings, or a YAML path. ``on_round`` is
     called after every round (progress bars, dashboards); ``on_stage`` with a short description
     of each set-up stage. With ``write_outputs`` the run directory (metrics, checkpoint, ONNX)
-    is written under ``config.output.dir``.
+    is written under ``config.output.dir``. ``federation``: train on this federation (as
+    :func:`build_federation` returns it, before preprocessing) instead of building one.
     """
     cfg = as_config(config)
     stage = on_stage or (lambda _msg: None)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    stage("loading data")
-    ds = dataset if dataset is not None else load_data(cfg)
-    stage(f"partitioning {ds.n_samples} samples over {cfg.partition.clients} clients")
-    fed = build_federation(cfg, ds)
+    if federation is not None:
+        fed, ds = federation, dataset
+    else:
+        stage("loading data")
+        ds = dataset if dataset is not None else load_data(cfg)
+        stage(f"partitioning {ds.n_samples} samples over {cfg.partition.clients} clients")
+        fed = build_federation(cfg, ds)
     stage("measuring how non-IID the federation is")
-    heterogeneity = measure_federation(fed).to_dict()
+    # true labels, hidden ones included: the skew is the partition's, not the label budget's
+    heterogeneity = measure_federation(reveal_labels(fed)).to_dict()
     stage("fitting preprocessing from client summaries")
     fed, pre = preprocess_federation(fed, cfg.preprocess)
     sim = Simulation(cfg, fed)
@@ -148,7 +157,7 @@ def simulate(
             preprocessor=pre,
             federation=fed.summary(),
             seconds=time.perf_counter() - t0,
-            dataset=ds.describe(),
+            dataset=ds.describe() if ds is not None else {"name": fed.test.name},
             heterogeneity=heterogeneity,
         )
         if rundir:

@@ -11,7 +11,18 @@ import typer
 from rich.console import Console
 
 from fedmetamal import __version__
-from fedmetamal.cli_common import config_from_flags, console
+from fedmetamal.cli_common import (
+    AlphaOpt,
+    ClientsOpt,
+    ConfigOpt,
+    DatasetOpt,
+    LabelColumnOpt,
+    PartitionOpt,
+    SeedOpt,
+    SetOpt,
+    config_from_flags,
+    console,
+)
 from fedmetamal.cli_experiment import experiment_app
 from fedmetamal.cli_federation import federation_app
 from fedmetamal.config import ConfigError, build_config
@@ -40,14 +51,9 @@ def _root(
 
 @app.command()
 def simulate(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML run configuration.")
-    ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="'synthetic', 'pe-headers', or a CSV/Parquet/NPZ/EMBER path."),
-    ] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    label_column: LabelColumnOpt = None,
     data_format: Annotated[
         str | None,
         typer.Option("--format", help="auto, csv, parquet, npz, ember or fedmetamal."),
@@ -56,15 +62,9 @@ def simulate(
         list[str] | None,
         typer.Option("--metadata-column", help="Extra column to keep as per-sample metadata."),
     ] = None,
-    partition: Annotated[
-        str | None,
-        typer.Option(
-            help="iid, dirichlet, label-quantity, family-dirichlet, quantity, "
-            "feature-noise, feature-subset, temporal, natural."
-        ),
-    ] = None,
-    alpha: Annotated[float | None, typer.Option(help="Dirichlet concentration.")] = None,
-    clients: Annotated[int | None, typer.Option(help="Number of clients.")] = None,
+    partition: PartitionOpt = None,
+    alpha: AlphaOpt = None,
+    clients: ClientsOpt = None,
     algorithm: Annotated[
         str | None, typer.Option(help="Algorithm (see `fedmetamal algorithms`).")
     ] = None,
@@ -81,14 +81,11 @@ def simulate(
     hidden: Annotated[
         str | None, typer.Option(help="MLP hidden widths, comma-separated, e.g. 256,64.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
+    seed: SeedOpt = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Algorithm parameter KEY=VALUE.")
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Any config field, dotted: --set training.weight_decay=1e-4"),
-    ] = None,
+    set_: SetOpt = None,
     output: Annotated[Path | None, typer.Option(help="Parent folder of run directories.")] = None,
     name: Annotated[str | None, typer.Option(help="Run directory name.")] = None,
     no_outputs: Annotated[
@@ -173,7 +170,7 @@ def show_config(
 @data_app.command("info")
 def data_info(
     source: Annotated[str, typer.Argument(help="'synthetic', 'pe-headers' or a path.")],
-    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    label_column: LabelColumnOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Load a dataset and report its size, classes, metadata and the loader's findings."""

@@ -12,16 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
+
+from fedmetamal.cli_common import progress_bar
 
 experiment_app = typer.Typer(
     help="Run suites of experiments (a grid of runs), see their status, build their reports.",
@@ -105,25 +99,14 @@ class _SuiteProgress:
         )
         if not event["pending"]:
             return
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("runs", total=event["pending"], status="")
+        self.progress = progress_bar(self.console, transient=True)
+        self.task = self.progress.add_task("runs", total=event["pending"], latest="")
         self.progress.start()
 
     def _update(self, advance: int = 0) -> None:
         if self.progress is not None:
             status = f"{self.running} running" + (f", {self.failed} failed" if self.failed else "")
-            self.progress.update(self.task, advance=advance, status=status)
+            self.progress.update(self.task, advance=advance, latest=status)
 
     def _line(self, text: str) -> None:
         self.console.print(text, highlight=False, soft_wrap=True)
@@ -193,7 +176,8 @@ def run(
 def _dry_run(
     suite: Path, out: Path | None, jobs: str | None, retry_failed: bool, err: Console
 ) -> None:
-    from fedmetamal.experiments.runner import plan_suite, resolve_jobs
+    from fedmetamal.experiments.run_pool import resolve_jobs
+    from fedmetamal.experiments.runner import plan_suite
 
     plan = plan_suite(suite, out)
     s = plan.suite

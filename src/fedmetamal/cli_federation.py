@@ -17,7 +17,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedmetamal.cli_common import config_from_flags, console
+from fedmetamal.cli_common import (
+    AlphaOpt,
+    ClientsOpt,
+    ConfigOpt,
+    DatasetOpt,
+    LabelColumnOpt,
+    PartitionOpt,
+    SeedOpt,
+    SetOpt,
+    config_from_flags,
+    console,
+    progress_bar,
+    titled_table,
+)
 
 federation_app = typer.Typer(
     help="Measure how non-IID a federation is, and validate the measures.",
@@ -27,12 +40,6 @@ federation_app = typer.Typer(
 #: With more clients than this, ``inspect`` shows only the first and last rows (unless --all).
 MAX_ROWS = 100
 HEAD_ROWS, TAIL_ROWS = 10, 5
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run configuration.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Any config field, dotted: --set partition.min_client_size=5"),
-]
 
 
 def _slug(text: str) -> str:
@@ -81,10 +88,8 @@ def client_table(clients: list[dict[str, Any]], measures: list[str], show_all: b
 
 
 def federation_table(values: dict[str, float], descriptions: dict[str, str]) -> Table:
-    table = Table(title="federation", title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_column("what it measures")
+    """One row per federation-level measure: its value and what it measures."""
+    table = titled_table("federation", ["measure", "value", "what it measures"], {"value"})
     for name, text in descriptions.items():
         table.add_row(name, _num(values.get(name)), text)
     return table
@@ -93,24 +98,15 @@ def federation_table(values: dict[str, float], descriptions: dict[str, str]) -> 
 @federation_app.command()
 def inspect(
     config: ConfigOpt = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="'synthetic', 'pe-headers', or a CSV/Parquet/NPZ/EMBER path."),
-    ] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
-    partition: Annotated[
-        str | None,
-        typer.Option(
-            help="iid, dirichlet, label-quantity, family-dirichlet, quantity, "
-            "feature-noise, feature-subset, temporal, natural."
-        ),
-    ] = None,
-    alpha: Annotated[float | None, typer.Option(help="Dirichlet concentration.")] = None,
-    clients: Annotated[int | None, typer.Option(help="Number of clients.")] = None,
+    dataset: DatasetOpt = None,
+    label_column: LabelColumnOpt = None,
+    partition: PartitionOpt = None,
+    alpha: AlphaOpt = None,
+    clients: ClientsOpt = None,
     k: Annotated[
         int | None, typer.Option("--k", help="label-quantity: classes per client.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
+    seed: SeedOpt = None,
     set_: SetOpt = None,
     out: Annotated[
         Path | None,
@@ -131,6 +127,7 @@ def inspect(
         FEDERATION_MEASURES,
         measure_federation,
     )
+    from fedmetamal.data.semi import reveal_labels
     from fedmetamal.experiments.noniid_study_plan import partition_label, partition_slug
 
     flags: dict[str, Any] = {
@@ -147,7 +144,8 @@ def inspect(
     ds = load_data(cfg)
     console.print(f"partitioning {ds.n_samples} samples over {cfg.partition.clients} clients …")
     fed = build_federation(cfg, ds)
-    report = measure_federation(fed)
+    # measure the partition: labels a semi-supervised scenario hid still shape the data
+    report = measure_federation(reveal_labels(fed))
 
     paths: list[Path] = []
     if not no_figure:
@@ -207,15 +205,6 @@ def validate_measure(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train FedAvg on many federations and test whether the measures predict its AUC drop."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from fedmetamal.experiments.noniid_study_plan import PRESETS
     from fedmetamal.experiments.noniid_validation import StudyEvent, run_validation
 
@@ -228,17 +217,7 @@ def validate_measure(
     source = cfg.dataset.source
     folder = out or Path("runs/noniid-validation") / _slug(Path(source).stem or source)
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[latest]}"),
-        console=console,
-        disable=quiet,
-    )
+    progress = progress_bar(console, disable=quiet)
     task = progress.add_task("loading data", total=None, latest="")
     waiting = f"training ({jobs} workers)" if jobs > 1 else None
 
@@ -270,11 +249,8 @@ def _print_study(result: Any, seconds: float) -> None:
         f"{len(result.skipped)} skipped; IID AUC {base['roc_auc_mean']:.4f} ± "
         f"{base['roc_auc_std']:.4f})"
     )
-    table = Table(title=title, title_justify="left")
-    table.add_column("measure")
-    table.add_column("n", justify="right")
-    for head in ("ρ AUC", "p", "τ AUC", "p", "ρ acc", "τ acc"):
-        table.add_column(head, justify="right")
+    heads = ["ρ AUC", "p", "τ AUC", "p", "ρ acc", "τ acc"]
+    table = titled_table(title, ["measure", "n", *heads], {"n", *heads})
     for r in corr.to_dict("records"):
         keys = (
             "spearman_auc",

@@ -6,19 +6,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
+from fedmetamal.cli_common import progress_bar, titled_table
 from fedmetamal.config import RunConfig
-from fedmetamal.fl.metrics import METRIC_NAMES, format_metric
+from fedmetamal.fl.metrics import METRIC_NAMES, SEMI_METRIC_NAMES, format_metric
 
 if TYPE_CHECKING:
     from fedmetamal.api import SimulationResult
@@ -32,20 +23,7 @@ class Reporter:
 
     def __init__(self, console: Console, cfg: RunConfig, quiet: bool = False) -> None:
         self.console, self.cfg, self.quiet = console, cfg, quiet
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("rounds"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[latest]}"),
-            console=console,
-            disable=quiet,
-            transient=False,
-        )
+        self.progress = progress_bar(console, unit="rounds", disable=quiet)
         self.task = self.progress.add_task("setting up", total=cfg.training.rounds, latest="")
 
     def __enter__(self) -> Reporter:
@@ -80,12 +58,13 @@ class Reporter:
             f"({cfg.partition.kind}, {len(result.federation)} clients, "
             f"{len(result.history)} rounds, {result.seconds:.1f} s)"
         )
-        table = Table(title=title, title_justify="left")
-        table.add_column("metric (global test set)")
-        table.add_column("value", justify="right")
+        table = titled_table(title, ["metric (global test set)", "value"], {"value"})
         for key in _SHOWN:
             table.add_row(key, format_metric(key, result.final_metrics.get(key, float("nan"))))
         table.add_row("test samples", str(int(result.final_metrics.get("n", 0))))
+        for key in SEMI_METRIC_NAMES:  # training rows whose labels a scenario hid
+            if key in result.final_metrics:
+                table.add_row(key, format_metric(key, result.final_metrics[key]))
         out.print(table)
         if result.run_dir:
             out.print(f"run directory: [bold]{result.run_dir}[/]")

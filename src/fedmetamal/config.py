@@ -173,6 +173,99 @@ class TrainingConfig(_Strict):
     weighting: Literal["samples", "uniform"] = "samples"
 
 
+class AugmentConfig(_Strict):
+    """Augmentations of (preprocessed, standardised) feature vectors for consistency training.
+
+    ``corrupt``: share of features replaced by another sample's value of the same feature (SCARF,
+    Bahri et al. 2022); ``mask``: share set to 0 (the feature mean after standardisation);
+    ``noise``: Gaussian noise std in feature standard deviations.
+    """
+
+    weak_corrupt: float = Field(0.05, ge=0.0, le=1.0)
+    weak_mask: float = Field(0.0, ge=0.0, le=1.0)
+    weak_noise: float = Field(0.05, ge=0.0)
+    strong_corrupt: float = Field(0.3, ge=0.0, le=1.0)
+    strong_mask: float = Field(0.1, ge=0.0, le=1.0)
+    strong_noise: float = Field(0.2, ge=0.0)
+
+
+SemiMethod = Literal["supervised", "pseudo-label", "fixmatch", "fedmatch", "semifl"]
+
+
+class SemiConfig(_Strict):
+    """Semi-supervised federated learning: which labels exist, and how unlabelled data is used."""
+
+    scenario: Literal["none", "labels-at-clients", "labels-at-server"] = Field(
+        "none",
+        description="none: the dataset's labels as they are; labels-at-clients: each client "
+        "keeps label_ratio of its labels; labels-at-server: the server holds server_labels of "
+        "the training data labelled, clients hold only unlabelled data",
+    )
+    label_ratio: float | list[float] = Field(
+        1.0,
+        description="labels-at-clients: share of each client's samples kept labelled, in "
+        "(0, 1]; a list gives one ratio per client",
+    )
+    stratified: bool = Field(True, description="keep each client's malware share among labels")
+    server_labels: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="labels-at-server: share of the training samples the server holds labelled",
+    )
+    method: SemiMethod = Field("supervised", description="how unlabelled samples are used")
+    threshold: float = Field(
+        0.95, gt=0.5, lt=1.0, description="confidence a pseudo-label needs (max(p, 1-p))"
+    )
+    unlabelled_weight: float = Field(1.0, ge=0.0, description="weight of the unlabelled loss")
+    warmup_rounds: int = Field(
+        5, ge=0, description="rounds of supervised training before pseudo-labels are used"
+    )
+    unlabelled_ratio: int = Field(
+        2, ge=1, description="unlabelled samples per labelled sample in each local batch (mu)"
+    )
+    class_balanced: bool = Field(
+        True, description="select pseudo-labels so their class shares follow the labelled data"
+    )
+    helpers: int = Field(2, ge=1, description="fedmatch: helper models each client agrees with")
+    server_epochs: float = Field(
+        1.0, gt=0.0, description="labels-at-server: server fine-tuning epochs per round"
+    )
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("label_ratio")
+    @classmethod
+    def _ratio_in_range(cls, v: float | list[float]) -> float | list[float]:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("give one ratio, or one per client")
+        bad = [r for r in values if not 0.0 < r <= 1.0]
+        if bad:
+            raise ValueError(f"label ratios must be in (0, 1]; got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _scenario_settings(self) -> SemiConfig:
+        if self.scenario == "labels-at-server" and self.server_labels <= 0.0:
+            raise ValueError(
+                "labels-at-server needs a labelled server set: set semi.server_labels "
+                "(e.g. 0.05 = 5% of the training samples)"
+            )
+        if self.scenario != "labels-at-clients" and self.label_ratio != 1.0:
+            raise ValueError(
+                "semi.label_ratio is only used with scenario labels-at-clients "
+                f"(scenario is {self.scenario})"
+            )
+        if self.scenario != "labels-at-server" and self.server_labels > 0.0:
+            raise ValueError("semi.server_labels is only used with scenario labels-at-server")
+        if self.scenario == "labels-at-server" and self.method == "fedmatch":
+            raise ValueError(
+                "fedmatch needs labels at the clients; use semifl, fixmatch or pseudo-label "
+                "with labels-at-server"
+            )
+        return self
+
+
 class EvalConfig(_Strict):
     every: int = Field(1, ge=1, description="evaluate every N rounds (and the last)")
     per_client: bool = Field(True, description="also evaluate on each client's local test split")
@@ -204,6 +297,7 @@ class RunConfig(_Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    semi: SemiConfig = Field(default_factory=SemiConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -230,20 +324,26 @@ def build_config(data: dict[str, Any] | None = None, origin: str = "configuratio
         raise ConfigError(format_validation_error(err, origin)) from None
 
 
-def load_config(path: Path | str) -> RunConfig:
-    """Read a YAML run configuration; errors name the file and the field."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Config file '{p}' does not exist.", "Check the path.")
+def read_yaml_mapping(path: Path, what: str = "Config file") -> dict[str, Any]:
+    """The top-level mapping of a YAML settings file (empty file: ``{}``); errors say ``what``
+    the file is (run config, suite file, base config) and where it is."""
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' does not exist.", "Check the path.")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"Config file '{p}' is not valid YAML: {err}") from None
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {err}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"Config file '{p}' must hold a mapping of settings at the top level.")
-    return build_config(data, origin=f"config file '{p}'")
+        raise ConfigError(f"{what} '{path}' must hold a mapping of settings at the top level.")
+    return data
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read a YAML run configuration; errors name the file and the field."""
+    p = Path(path)
+    return build_config(read_yaml_mapping(p), origin=f"config file '{p}'")
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -13,7 +13,9 @@ import pytest
 from fake_suite import make_suite
 
 from fedmetamal.errors import ConfigError
-from fedmetamal.experiments.results import load_results, slugify, unique_slugs, write_atomic
+from fedmetamal.experiments.atomic_write import write_atomic
+from fedmetamal.experiments.naming import slugify, unique_slugs
+from fedmetamal.experiments.results import load_results
 
 
 def test_final_frame_has_one_row_per_run_with_known_numbers(tmp_path: Path) -> None:

@@ -14,13 +14,11 @@ from typer.testing import CliRunner
 
 from fedmetamal.cli_experiment import experiment_app
 from fedmetamal.errors import ConfigError
-from fedmetamal.experiments.runner import (
-    inspect_run,
-    resolve_jobs,
-    run_suite,
-    suite_status,
-)
-from fedmetamal.experiments.suite import SUITE_FORMAT, load_suite
+from fedmetamal.experiments.run_pool import resolve_jobs
+from fedmetamal.experiments.run_state import inspect_run
+from fedmetamal.experiments.runner import run_suite, suite_status
+from fedmetamal.experiments.suite import load_suite
+from fedmetamal.experiments.suite_layout import SUITE_FORMAT
 
 TINY: dict[str, Any] = {
     "dataset": {"source": "synthetic", "synthetic": {"n_samples": 600, "n_features": 32}},

@@ -13,14 +13,10 @@ import yaml
 
 from fedmetamal.errors import ConfigError
 from fedmetamal.experiments.runner import run_suite
-from fedmetamal.experiments.suite import (
-    DEFAULT_METRICS,
-    SUITE_FORMAT,
-    auto_label,
-    check_suite_dir,
-    load_suite,
-    read_manifest,
-)
+from fedmetamal.experiments.suite import check_suite_dir, load_suite, read_manifest
+from fedmetamal.experiments.suite_axes import auto_label
+from fedmetamal.experiments.suite_layout import SUITE_FORMAT
+from fedmetamal.experiments.suite_spec import DEFAULT_METRICS
 
 TINY: dict[str, Any] = {
     "dataset": {"source": "synthetic", "synthetic": {"n_samples": 600, "n_features": 32}},
@@ -250,3 +246,19 @@ def test_the_example_suites_are_valid() -> None:
     assert len(noniid.runs) == 5 * 6 * 3
     assert {r.config.partition.clients for r in noniid.runs} == {10}
     assert noniid.axes[1].labels[-1] == "label-quantity k=1"
+
+
+def test_config_hash_ignores_settings_left_at_their_defaults() -> None:
+    """A later version adding a setting (at its default) keeps run ids and finished runs."""
+    from fedmetamal.config import build_config
+    from fedmetamal.experiments.suite_grid import config_hash
+
+    base = {"partition": {"kind": "dirichlet", "alpha": 0.1}}
+    explicit = {**base, "preprocess": {"standardize": True}, "training": {"rounds": 30}}
+    assert config_hash(build_config(base)) == config_hash(build_config(explicit))
+    assert config_hash(build_config(base)) != config_hash(
+        build_config({**base, "training": {"rounds": 31}})
+    )
+    assert config_hash(build_config(base)) == config_hash(
+        build_config({**base, "output": {"name": "elsewhere"}, "runtime": {"threads": 1}})
+    )

@@ -137,11 +137,20 @@ class Preprocessor:
 def preprocess_federation(
     fed: Federation, cfg: PreprocessConfig
 ) -> tuple[Federation, Preprocessor]:
-    """Fit preprocessing from each client's shared sums and apply it to every split."""
-    pre = Preprocessor.fit((FeatureSums.of(c.train.X) for c in fed.clients), cfg)
+    """Fit preprocessing from each client's shared sums and apply it to every split.
+
+    A server labelled set (``labels-at-server``) adds its own sums: it is the server's data, and
+    with it the fit sees the same training rows as without the scenario. ``hidden_labels`` pass
+    through unchanged.
+    """
+    parts = [c.train for c in fed.clients] + ([fed.server] if fed.server is not None else [])
+    pre = Preprocessor.fit((FeatureSums.of(p.X) for p in parts), cfg)
 
     def tx(ds: Dataset) -> Dataset:
         return replace(ds, X=pre.apply(ds.X))
 
-    clients = [ClientData(c.client_id, tx(c.train), tx(c.test)) for c in fed.clients]
-    return Federation(clients, tx(fed.test), dict(fed.info)), pre
+    clients = [
+        ClientData(c.client_id, tx(c.train), tx(c.test), c.hidden_labels) for c in fed.clients
+    ]
+    server = tx(fed.server) if fed.server is not None else None
+    return Federation(clients, tx(fed.test), dict(fed.info), server=server), pre

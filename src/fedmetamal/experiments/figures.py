@@ -11,8 +11,10 @@ atomically.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -20,13 +22,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from fedmetamal.experiments.results import (
-    NO_SETTING,
-    SEED_AXIS,
-    SuiteResults,
-    unique_slugs,
-    write_atomic,
-)
+from fedmetamal.experiments.atomic_write import write_atomic
+from fedmetamal.experiments.naming import unique_slugs
+from fedmetamal.experiments.results import NO_SETTING, SEED_AXIS, SuiteResults
 from fedmetamal.experiments.style import FIGSIZE, RC, metric_label, style_of
 
 DPI = 200
@@ -60,12 +58,38 @@ def _save(fig: Figure, folder: Path, name: str) -> tuple[Path, Path]:
     return paths
 
 
+def _per_method(
+    res: SuiteResults, frame: pd.DataFrame
+) -> Iterator[tuple[str, pd.DataFrame, dict[str, Any]]]:
+    """Each method that has rows in ``frame``, with those rows and its style.
+
+    The style follows the method's place in the suite, not in ``frame``, so a method keeps its
+    colour and marker across every figure of a report.
+    """
+    for i, method in enumerate(res.methods):
+        rows = frame[frame["method"] == method]
+        if not rows.empty:
+            yield method, rows, style_of(i)
+
+
 def _legend(ax: object, n: int, title: str) -> None:
     if n:
         ax.legend(title=title, frameon=False, loc="best")  # type: ignore[attr-defined]
 
 
-# --- learning curves ---------------------------------------------------------------------------
+def _save_final(
+    fig: Figure, ax: Any, folder: Path, metric: str, versus: str, series: int, caption: str
+) -> FigureFile:
+    """Label, legend and save a figure of the final ``metric`` against ``versus`` (inside the
+    style context: fonts are embedded at save time), named ``final_<metric>_vs_<versus>``."""
+    ax.set_ylabel(f"{metric_label(metric)} (final)")
+    _legend(ax, series, "method")
+    name = f"final_{_safe(metric)}_vs_{versus}"
+    png, pdf = _save(fig, folder, name)
+    return FigureFile(versus, name, caption, png, pdf)
+
+
+# --- learning curves ------------------------------------------------------------------------------
 
 
 def curve_figures(res: SuiteResults, folder: Path, metric: str) -> list[FigureFile]:
@@ -82,14 +106,10 @@ def curve_figures(res: SuiteResults, folder: Path, metric: str) -> list[FigureFi
         with matplotlib.rc_context(RC):
             fig, ax = _new_figure()
             drawn = 0
-            for i, method in enumerate(res.methods):
-                rows = data[data["method"] == method]
-                if rows.empty:
-                    continue
+            for method, rows, st in _per_method(res, data):
                 g = rows.groupby("round")[metric].agg(["mean", "std", "count"]).sort_index()
                 x = g.index.to_numpy(dtype=float)
                 mean, std = g["mean"].to_numpy(), g["std"].to_numpy()
-                st = style_of(i)
                 seeds = rows[SEED_AXIS].nunique() if SEED_AXIS in rows else 1
                 ax.plot(
                     x,
@@ -128,7 +148,7 @@ def curve_figures(res: SuiteResults, folder: Path, metric: str) -> list[FigureFi
     return out
 
 
-# --- final metric vs Dirichlet alpha -----------------------------------------------------------
+# --- final metric vs Dirichlet alpha --------------------------------------------------------------
 
 
 def _alpha_axes(res: SuiteResults, f: pd.DataFrame) -> list[str]:
@@ -197,18 +217,15 @@ def alpha_figure(res: SuiteResults, folder: Path, metric: str) -> FigureFile | N
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("Dirichlet concentration α (log scale; smaller = more non-IID)")
-        ax.set_ylabel(f"{metric_label(metric)} (final)")
-        _legend(ax, len(order), "method")
-        name = f"final_{_safe(metric)}_vs_alpha"
-        png, pdf = _save(fig, folder, name)
-    caption = (
-        f"Final {metric_label(metric)} against the Dirichlet concentration α: mean over seeds, "
-        "error bars ± one standard deviation (series slightly offset along α for legibility)."
-    )
-    return FigureFile("alpha", name, caption, png, pdf)
+        caption = (
+            f"Final {metric_label(metric)} against the Dirichlet concentration α: mean over "
+            "seeds, error bars ± one standard deviation (series slightly offset along α for "
+            "legibility)."
+        )
+        return _save_final(fig, ax, folder, metric, "alpha", len(order), caption)
 
 
-# --- final metric vs heterogeneity index -------------------------------------------------------
+# --- final metric vs heterogeneity index ----------------------------------------------------------
 
 
 def index_figure(res: SuiteResults, folder: Path, metric: str) -> FigureFile | None:
@@ -225,11 +242,7 @@ def index_figure(res: SuiteResults, folder: Path, metric: str) -> FigureFile | N
     with matplotlib.rc_context(RC):
         fig, ax = _new_figure()
         drawn = 0
-        for i, method in enumerate(res.methods):
-            rows = f[f["method"] == method]
-            if rows.empty:
-                continue
-            st = style_of(i)
+        for method, rows, st in _per_method(res, f):
             ax.scatter(
                 rows["heterogeneity_index"].astype(float),
                 rows[metric].astype(float),
@@ -242,18 +255,14 @@ def index_figure(res: SuiteResults, folder: Path, metric: str) -> FigureFile | N
             )
             drawn += 1
         ax.set_xlabel("Heterogeneity index (0 = IID)")
-        ax.set_ylabel(f"{metric_label(metric)} (final)")
-        _legend(ax, drawn, "method")
-        name = f"final_{_safe(metric)}_vs_index"
-        png, pdf = _save(fig, folder, name)
-    caption = (
-        f"Final {metric_label(metric)} of each run against its federation's heterogeneity "
-        "index (one point per run and seed)."
-    )
-    return FigureFile("index", name, caption, png, pdf)
+        caption = (
+            f"Final {metric_label(metric)} of each run against its federation's heterogeneity "
+            "index (one point per run and seed)."
+        )
+        return _save_final(fig, ax, folder, metric, "index", drawn, caption)
 
 
-# --- all ---------------------------------------------------------------------------------------
+# --- all ------------------------------------------------------------------------------------------
 
 
 def _safe(metric: str) -> str:

@@ -9,14 +9,13 @@ same federation always gets the same file name and the same resumable id.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fedmetamal.config import PartitionConfig
 from fedmetamal.errors import ConfigError
+from fedmetamal.experiments.naming import stable_hash
 
 Preset = Literal["full", "quick"]
 PRESETS: tuple[str, ...] = ("full", "quick")
@@ -146,13 +145,8 @@ def partition_label(p: PartitionConfig) -> str:
     return " ".join([p.kind, *(t for _, t in _kind_params(p)), *(t for _, t in _skew_params(p))])
 
 
-def stable_hash(data: Any, length: int = 10) -> str:
-    """A short hash of JSON-ready ``data`` that does not depend on key order or process."""
-    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
 def federation_id(p: PartitionConfig, seed: int, training_hash: str) -> str:
     """The resumable id: readable slug plus a hash of the full partition, seed and training."""
-    key = {"partition": p.model_dump(mode="json"), "seed": seed, "training": training_hash}
+    partition = p.model_dump(mode="json", exclude_defaults=True)
+    key = {"partition": partition, "seed": seed, "training": training_hash}
     return f"{partition_slug(p, seed)}-{stable_hash(key, 8)}"

@@ -22,12 +22,12 @@ import pandas as pd
 from fedmetamal.config import RunConfig, build_config
 from fedmetamal.data.dataset import Dataset
 from fedmetamal.errors import PartitionError, TrainingDivergedError
+from fedmetamal.experiments.naming import stable_hash
 from fedmetamal.experiments.noniid_correlations import write_study_outputs
 from fedmetamal.experiments.noniid_study_plan import (
     StudyEntry,
     federation_id,
     partition_label,
-    stable_hash,
     study_entries,
 )
 
@@ -83,9 +83,10 @@ def entry_config(base: RunConfig, entry: StudyEntry) -> RunConfig:
 
 def training_hash(cfg: RunConfig) -> str:
     """Hash of everything except partition, seed, runtime and outputs: results with equal hashes
-    differ only by their federation."""
-    data = cfg.model_dump(mode="json")
-    return stable_hash({k: v for k, v in data.items() if k not in _NOT_TRAINING})
+    differ only by their federation. Settings at their defaults are left out, so a version that
+    adds settings keeps earlier results valid."""
+    data = cfg.model_dump(mode="json", exclude_defaults=True)
+    return stable_hash({k: v for k, v in data.items() if k not in _NOT_TRAINING}, 10)
 
 
 _NOT_TRAINING = ("partition", "seed", "runtime", "output")
@@ -119,6 +120,20 @@ def evaluate_entry(cfg: RunConfig, dataset: Dataset, role: str) -> dict[str, Any
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return rec
+
+
+def _refresh_measures(
+    records: list[dict[str, Any]], configs: list[tuple[str, RunConfig]], dataset: Dataset
+) -> None:
+    """Measure every federation again: measuring takes a second where training takes many, so
+    a resumed study always reports the measures of the current code on its cached trainings."""
+    from fedmetamal.api import build_federation
+    from fedmetamal.data.heterogeneity import measure_federation
+
+    for rec, (_, cfg) in zip(records, configs, strict=True):
+        if rec.get("status") == "finished":
+            report = measure_federation(build_federation(cfg, dataset))
+            rec["measures"] = {k: _plain(v) for k, v in report.federation.items()}
 
 
 def _plain(v: Any) -> float | None:
@@ -213,6 +228,7 @@ def run_validation(
             finish(evaluate_entry(c, dataset, role))
 
     records = [done[fid] for fid in ids]
+    _refresh_measures(records, configs, dataset)
     written = write_study_outputs(out, records, dataset.name, figures=figures)
     return ValidationResult(
         out_dir=out,

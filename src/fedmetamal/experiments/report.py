@@ -17,8 +17,9 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
+from fedmetamal.experiments.atomic_write import write_atomic
 from fedmetamal.experiments.figures import FigureFile, write_figures
-from fedmetamal.experiments.results import SuiteResults, load_results, write_atomic
+from fedmetamal.experiments.results import SuiteResults, load_results
 from fedmetamal.experiments.tables import Table, build_tables, write_tables
 
 TEMPLATE = """<!DOCTYPE html>

@@ -1,12 +1,12 @@
 """How metrics, numbers and figures look, shared by tables, figures and the report.
 
-One place for display names, number precision and the colour-blind-safe palette keeps the
-thesis tables, the plots and the HTML report consistent with one another.
+One place for display names and the colour-blind-safe palette keeps the thesis tables, the plots
+and the HTML report consistent with one another; numbers are written by
+:func:`fedmetamal.fl.metrics.format_metric`, as in the terminal.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fedmetamal.experiments.results import LOWER_IS_BETTER
@@ -26,8 +26,6 @@ METRIC_LABELS: dict[str, str] = {
     "seconds": "Run time (s)",
     "heterogeneity_index": "Heterogeneity index",
 }
-
-DECIMALS = 4
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency; black last so that it is used only when there are many methods.
@@ -71,16 +69,6 @@ def metric_label(name: str) -> str:
 
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
-
-
-def format_number(metric: str, value: float) -> str:
-    """A table number: counts as integers, everything else with a fixed 4 decimals."""
-    v = float(value)
-    if math.isnan(v):
-        return "n/a"
-    if metric == "n":
-        return str(round(v))
-    return f"{v:.{DECIMALS}f}"
 
 
 def style_of(i: int) -> dict[str, Any]:

@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedmetamal.experiments.results import (
-    SEED_AXIS,
-    SuiteResults,
-    unique_slugs,
-    write_atomic,
-)
-from fedmetamal.experiments.style import DECIMALS, format_number, higher_is_better, metric_label
+from fedmetamal.experiments.atomic_write import write_atomic
+from fedmetamal.experiments.naming import unique_slugs
+from fedmetamal.experiments.results import SEED_AXIS, SuiteResults
+from fedmetamal.experiments.style import higher_is_better, metric_label
+from fedmetamal.fl.metrics import DECIMALS, format_metric
 
 DASH = "—"
 
@@ -52,9 +50,9 @@ class Cell:
             if self.finished:
                 return "n/a"
             return "failed" if self.failed else DASH
-        out = format_number(self.metric, self.mean)
+        out = format_metric(self.metric, self.mean)
         if self.n > 1:
-            out += pm + format_number(self.metric, self.std)
+            out += pm + format_metric(self.metric, self.std)
         if self.n < self.runs:
             out += f" ({self.n}/{self.runs})"
         return out

@@ -1,8 +1,10 @@
 """Local training of one or many clients: the client update every runtime calls.
 
 ``batch_plan`` decides which samples each local step sees (a seeded shuffle per epoch, last batch
-kept partial). ``local_train`` runs SGD on a stack of clients at once: each step's loss is the
-sum of the clients' own mean losses, so one backward pass yields every client's own gradient.
+kept partial); with unlabelled data, ``semi_step_count`` and ``cycling_plan`` do (full batches
+of labelled and of unlabelled rows, each cycling through fresh permutations). ``local_train``
+runs SGD on a stack of clients at once: each step's loss is the sum of the clients' own mean
+losses, so one backward pass yields every client's own gradient.
 Clients that ran out of steps, and padding samples in short batches, are masked out exactly.
 """
 
@@ -11,12 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
-from fedmetamal.models.networks import Generators, Network, masked_bce
+from fedmetamal.models.networks import Generators, Network, masked_bce, weighted_bce
+
+if TYPE_CHECKING:
+    from fedmetamal.fl.semi.objective import SemiGroup
 
 
 def local_step_count(n: int, batch_size: int, epochs: float, steps: int | None) -> int:
@@ -40,6 +46,30 @@ def batch_plan(
     return batches
 
 
+def semi_step_count(
+    n_labelled: int,
+    n_unlabelled: int,
+    batch_size: int,
+    mu: int,
+    epochs: float,
+    steps: int | None,
+) -> int:
+    """Local steps of a client with unlabelled data: an epoch is ceil(max(n_l, n_u / mu) / B)
+    steps, each with B labelled and mu x B unlabelled rows (FixMatch's pass over the larger)."""
+    if steps is not None:
+        return steps
+    per_epoch = math.ceil(max(n_labelled, n_unlabelled / mu) / batch_size)
+    return max(1, math.ceil(epochs * per_epoch))
+
+
+def cycling_plan(n: int, width: int, n_steps: int, generator: torch.Generator) -> np.ndarray:
+    """(n_steps, width) indices into ``n`` rows: fresh permutations laid end to end, so every
+    batch is full (rows repeat within a batch only when ``n`` < ``width``)."""
+    need = n_steps * width
+    perms = [torch.randperm(n, generator=generator).numpy() for _ in range(-(-need // n))]
+    return np.concatenate(perms)[:need].reshape(n_steps, width)
+
+
 _FIRST_WEIGHT = "layer0.weight"
 #: Per-client FLOPs (2 x batch x rows x columns) of the first weight's gradient from which it is
 #: written straight into the strided (C, P) parameters or gradient. Such a write runs one
@@ -51,12 +81,15 @@ _DIRECT_WRITE_FLOPS = 1e7
 
 @dataclass
 class Batch:
-    """One local step for C clients: padded inputs, a sample mask and an active-client mask."""
+    """One local step for C clients: padded inputs, a sample mask and an active-client mask;
+    with a semi-supervised objective, also unlabelled rows (features only) and their mask."""
 
     x: torch.Tensor  # (C, B, d)
     y: torch.Tensor  # (C, B) float 0/1
     mask: torch.Tensor  # (C, B) 1 for real samples
     active: torch.Tensor  # (C,) 1 for clients that still take this step
+    x_u: torch.Tensor | None = None  # (C, U, d) unlabelled rows
+    mask_u: torch.Tensor | None = None  # (C, U) 1 for real unlabelled rows
 
 
 def local_train(
@@ -68,6 +101,7 @@ def local_train(
     num_samples: torch.Tensor,
     generator: Generators = None,
     out: torch.Tensor | None = None,
+    semi: SemiGroup | None = None,
 ) -> tuple[ClientOutput, State]:
     """Train C clients from the global model; returns their outputs and new persistent state.
 
@@ -81,6 +115,11 @@ def local_train(
 
     ``out``, a (C, P) tensor, is trained in and then holds the returned deltas: a runtime that
     reuses one across rounds spares the page faults of a fresh (C, P) allocation every round.
+
+    ``semi``: a semi-supervised objective and its per-group inputs. Batches that carry
+    unlabelled rows get the objective's student rows, pseudo-labels and weights appended along
+    the batch dimension, so a step stays one forward/backward (and one fused first-layer
+    update); the loss is then ``weighted_bce`` instead of ``masked_bce``.
     """
     n_clients = num_samples.shape[0]
     if out is None:
@@ -100,13 +139,18 @@ def local_train(
             correction = algorithm.gradient_correction(params, ctx, client_state)
         leaves = {k: v.detach().requires_grad_(True) for k, v in named.items()}
         p = {**leaves, _FIRST_WEIGHT: w0}
-        z = network.first_layer(p, batch.x)
-        losses = masked_bce(
-            network.head(p, z, train=True, generator=generator), batch.y, batch.mask
-        )
+        x, y, weights = batch.x, batch.y, None
+        if semi is not None and batch.x_u is not None and batch.mask_u is not None:
+            x, y, weights = _with_unlabelled(network, params, ctx, batch, semi)
+        z = network.first_layer(p, x)
+        logits = network.head(p, z, train=True, generator=generator)
+        if weights is None:
+            losses = masked_bce(logits, y, batch.mask)
+        else:
+            losses = weighted_bce(logits, y, weights)
         g_z, *grads = torch.autograd.grad(losses.sum(), [z, *leaves.values()])
         with torch.no_grad():
-            x_t = batch.x.transpose(1, 2)
+            x_t = x.transpose(1, 2)
             direct = 2 * x_t.shape[1] * x_t.shape[2] * w0.shape[2] >= _DIRECT_WRITE_FLOPS
             if not direct and w0_grad.shape != w0.shape:
                 w0_grad = torch.empty_like(w0, memory_format=torch.contiguous_format)
@@ -151,6 +195,22 @@ def local_train(
             extras=extras,
         )
     return result, new_state
+
+
+@torch.no_grad()
+def _with_unlabelled(
+    network: Network, params: torch.Tensor, ctx: RoundContext, batch: Batch, semi: SemiGroup
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, targets and weights of a step: labelled rows (mean over the real ones), then the
+    objective's unlabelled part."""
+    assert batch.x_u is not None and batch.mask_u is not None
+    part = semi.objective.unlabelled_part(network, params, ctx, batch.x_u, batch.mask_u, semi)
+    w_l = batch.mask / batch.mask.sum(-1, keepdim=True).clamp_min(1.0)
+    return (
+        torch.cat([batch.x, part.x], 1),
+        torch.cat([batch.y, part.targets], 1),
+        torch.cat([w_l, part.weights], 1),
+    )
 
 
 def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -36,6 +36,10 @@ METRIC_NAMES: tuple[str, ...] = (
 )
 """Every key of a metrics dictionary, in display order."""
 
+SEMI_METRIC_NAMES: tuple[str, ...] = ("pseudo_coverage", "pseudo_accuracy")
+"""Keys a simulation round adds when a semi-supervised scenario hid training labels: the global
+model as a pseudo-labeller on the hidden-label rows (``fedmetamal.sim.evaluate``)."""
+
 FPR_TARGETS: dict[str, float] = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
 """The false-positive rates at which the detection rate is reported."""
 
@@ -85,14 +89,19 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> flo
     return float(tpr[fpr <= target_fpr].max())
 
 
+#: Decimals of every metric printed: terminal tables, thesis tables and the report agree.
+DECIMALS = 4
+
+
 def format_metric(name: str, value: float) -> str:
-    """A metric value for tables: counts as integers, everything else with 4 decimals."""
+    """A metric value for tables: counts as integers (a mean of counts rounded), everything else
+    with ``DECIMALS`` decimals; NaN as n/a."""
     v = float(value)
     if math.isnan(v):
         return "n/a"
     if name == "n":
-        return str(int(v))
-    return f"{v:.4f}"
+        return str(round(v))
+    return f"{v:.{DECIMALS}f}"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

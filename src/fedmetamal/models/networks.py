@@ -177,3 +177,15 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
     """Per-client mean binary cross-entropy over the real (mask = 1) samples; shape (C,)."""
     per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     return (per_sample * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+
+
+def weighted_bce(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Per-client sum of per-sample weighted binary cross-entropy; shape (C,).
+
+    The weights carry each part's normalisation (semi-supervised steps mix labelled rows,
+    averaged over the real ones, with pseudo-labelled rows averaged over all unlabelled ones).
+    """
+    per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (per_sample * weights).sum(-1)

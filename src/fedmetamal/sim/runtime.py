@@ -6,6 +6,14 @@ so they produce the same global model. ``batched`` stacks as many clients as mem
 ``auto`` does what measured fastest on a CPU: groups capped by the bytes one step touches (the
 per-step overhead is shared, the threads get independent clients to work on, the working set
 stays small), except that a single thread loops over clients of wide models.
+
+Semi-supervised training (``cfg.semi``) adds three things to a round, none of them on the
+supervised path: after warm-up, clients train on their unlabelled rows too (the objective's
+pseudo-labelled rows join each local step); FedMatch clients get helper models picked by the
+server; and with a server labelled set (labels-at-server), the server fine-tunes the global
+model on it after every server update. Clients with nothing to learn from in a round (no
+labels, and no active unlabelled objective) sit it out; if none are left, the round is the
+server's fine-tuning alone.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
 from fedmetamal.fl.registry import build_algorithm
 from fedmetamal.fl.schedule import DROPOUT_STREAM, client_lr, round_seed, sample_clients
+from fedmetamal.fl.semi import SemiGroup, SemiObjective, labelled_prior, select_helpers
+from fedmetamal.fl.semi.server import server_finetune
+from fedmetamal.fl.semi.streams import AUGMENT_STREAM
 from fedmetamal.models.networks import Network
 from fedmetamal.sim.client_store import ClientStore
 from fedmetamal.sim.evaluate import Evaluator
@@ -90,6 +101,9 @@ class SimulationState:
     server_state: State
     client_state: dict[str, torch.Tensor] = field(default_factory=dict)  # (N, ...) per key
     round: int = 0
+    #: FedMatch's server-side memory: each client's last model and delta (N, P), and whether
+    #: it has one (N,).
+    semi_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Simulation:
@@ -102,9 +116,16 @@ class Simulation:
             cfg.algorithm.name, cfg.algorithm.params, cfg.algorithm.server_lr
         )
         self.fed = fed
-        self.store = ClientStore.from_federation(fed, self.device, self.algorithm.pooled)
+        self.objective = SemiObjective.from_config(cfg.semi)
+        self.store = ClientStore.from_federation(
+            fed, self.device, self.algorithm.pooled, unlabelled=self.objective.uses_unlabelled
+        )
         self.network = Network.from_config(cfg.model, fed.n_features)
-        self.evaluator = Evaluator(fed, self.device, cfg.evaluation.per_client)
+        self.evaluator = Evaluator(
+            fed, self.device, cfg.evaluation.per_client, threshold=cfg.semi.threshold
+        )
+        self.server_set = _server_set(fed, self.device)
+        self.prior = self._class_prior()
         gen = torch.Generator().manual_seed(cfg.seed)
         params = self.network.init(gen).to(self.device)
         n_total = self.store.n_clients
@@ -113,16 +134,39 @@ class Simulation:
             for k, v in self.algorithm.init_client_state(self.network.num_params).items()
         }
         self.state = SimulationState(params, self.algorithm.init_server_state(params), client_state)
+        if self.objective.uses_helpers:
+            p = self.network.num_params
+            self.state.semi_state = {
+                "last_model": torch.zeros((n_total, p), device=self.device),
+                "last_delta": torch.zeros((n_total, p), device=self.device),
+                "has_history": torch.zeros(n_total, dtype=torch.bool, device=self.device),
+            }
         #: The sampled clients' parameters while they train, then their deltas: reused across
         #: rounds (a fresh (clients, P) tensor a round costs page faults worth a few % of a round).
         self._work = torch.empty(0, device=self.device)
 
     # -- one round -------------------------------------------------------------------------
+    def _class_prior(self) -> torch.Tensor:
+        """Each client's malware share for class-balanced pseudo-labels: its labels' smoothed
+        share, or the server set's share for clients without labels (0.5 without either)."""
+        s = self.store
+        prior = labelled_prior(torch.as_tensor(s.malware), torch.as_tensor(s.sizes)).float()
+        server = self.server_set
+        fallback = float(server[1].float().mean()) if server is not None else 0.5
+        prior[torch.as_tensor(s.sizes == 0)] = fallback
+        return prior.to(self.device)
+
     def _train_group(
         self, clients: list[int], ctx: RoundContext, r: int, work: torch.Tensor
     ) -> ClientOutput:
         t = self.cfg.training
-        n_steps = self.store.step_counts(clients, t.batch_size, t.local_epochs, t.local_steps)
+        semi = self.objective.active(r)
+        if semi:
+            n_steps = self.store.semi_step_counts(
+                clients, t.batch_size, self.objective.mu, t.local_epochs, t.local_steps
+            )
+        else:
+            n_steps = self.store.step_counts(clients, t.batch_size, t.local_epochs, t.local_steps)
         idx = torch.as_tensor(clients, device=self.device)
         cstate = {k: v[idx] for k, v in self.state.client_state.items()}
         gen = None
@@ -133,20 +177,70 @@ class Simulation:
                 )
                 for c in clients
             ]
-        batches = self.store.batches(clients, t.batch_size, n_steps, self.cfg.seed, r)
-        sizes = torch.as_tensor(self.store.sizes[clients], device=self.device)
+        group = None
+        if semi:
+            batches = self.store.semi_batches(
+                clients,
+                t.batch_size,
+                self.objective.mu,
+                n_steps,
+                self.cfg.seed,
+                r,
+                labelled=bool(self.store.sizes.sum() > 0),
+            )
+            n = self.store.sizes[clients] + self.store.sizes_u[clients]
+            group = self._semi_group(clients, idx, r)
+        else:
+            batches = self.store.batches(clients, t.batch_size, n_steps, self.cfg.seed, r)
+            n = self.store.sizes[clients]
+        sizes = torch.as_tensor(n, device=self.device)
         out, new_state = local_train(
-            self.network, self.algorithm, ctx, batches, cstate, sizes, gen, out=work
+            self.network, self.algorithm, ctx, batches, cstate, sizes, gen, out=work, semi=group
         )
         for k, v in new_state.items():
             self.state.client_state[k][idx] = v
         return out
+
+    def _semi_group(self, clients: list[int], idx: torch.Tensor, r: int) -> SemiGroup:
+        """The objective's per-group inputs: per-client augmentation generators, class priors
+        and (FedMatch) helper models chosen by the server."""
+        gens = [
+            torch.Generator(device=self.device).manual_seed(
+                round_seed(self.cfg.seed, r, AUGMENT_STREAM, c)
+            )
+            for c in clients
+        ]
+        group = SemiGroup(self.objective, self.objective.round_weight(r), gens, self.prior[idx])
+        if self.objective.uses_helpers:
+            st = self.state.semi_state
+            ids, valid = select_helpers(
+                st["last_delta"], st["has_history"], idx, self.objective.helpers
+            )
+            k, n_c = ids.shape
+            group.helpers = st["last_model"][ids.reshape(-1)].view(k, n_c, -1)
+            group.helper_valid = valid
+        return group
+
+    def _remember_models(
+        self, clients: list[int], global_params: torch.Tensor, delta: torch.Tensor
+    ) -> None:
+        """FedMatch: keep each trained client's model and delta for the server's helper choice."""
+        st = self.state.semi_state
+        idx = torch.as_tensor(clients, device=self.device)
+        st["last_delta"][idx] = delta
+        st["last_model"][idx] = global_params + delta
+        st["has_history"][idx] = True
 
     def run_round(self) -> RoundRecord:
         r = self.state.round
         t0 = time.perf_counter()
         t = self.cfg.training
         sampled = sample_clients(self.store.n_clients, t.client_fraction, self.cfg.seed, r)
+        has_data = self.store.sizes[sampled] > 0
+        if self.objective.active(r):
+            has_data |= self.store.sizes_u[sampled] > 0
+        if not has_data.all():  # nothing to learn from this round: sit it out
+            sampled = sampled[has_data]
         lr = client_lr(t, r)
         ctx = RoundContext(
             round=r,
@@ -156,6 +250,38 @@ class Simulation:
             momentum=t.client_momentum,
             weight_decay=t.weight_decay,
         )
+        train_loss = self._clients_round(sampled, ctx, r) if len(sampled) else float("nan")
+        if self.server_set is not None:
+            params, server_loss = server_finetune(
+                self.network,
+                self.state.params,
+                *self.server_set,
+                ctx,
+                batch_size=t.batch_size,
+                epochs=self.cfg.semi.server_epochs,
+                seed=self.cfg.seed,
+            )
+            if not len(sampled):
+                train_loss = server_loss
+            if not (np.isfinite(server_loss) and bool(torch.isfinite(params).all())):
+                raise self._diverged(r)
+            self.state.params = params
+        self.state.round = r + 1
+        record = RoundRecord(r + 1, sampled.tolist(), lr, train_loss, time.perf_counter() - t0)
+        every = self.cfg.evaluation.every
+        if (r + 1) % every == 0 or r + 1 == t.rounds:
+            record.metrics = self.evaluator.global_metrics(self.network, self.state.params)
+            if record.metrics is None:
+                raise self._diverged(r)
+            if self.cfg.evaluation.per_client:
+                record.client_metrics = self.evaluator.client_metrics(
+                    self.network, self.state.params
+                )
+        return record
+
+    def _clients_round(self, sampled: np.ndarray, ctx: RoundContext, r: int) -> float:
+        """Train the sampled clients, apply the server update; the clients' mean loss."""
+        t = self.cfg.training
         size = group_size(self.cfg, self.network, len(sampled), self.device)
         shape = (len(sampled), self.network.num_params)
         if self._work.shape != shape:
@@ -172,23 +298,14 @@ class Simulation:
         )
         if not (np.isfinite(train_loss) and bool(torch.isfinite(new_params).all())):
             raise self._diverged(r)
+        if self.objective.uses_helpers:
+            self._remember_models(sampled.tolist(), self.state.params, out.delta)
         # the next round overwrites the deltas: keep nothing the server holds on to inside them
         if shares_memory(new_params, self._work):
             new_params = new_params.clone()
         self.state.params = new_params
         self.state.server_state = unaliased(new_server, self._work)
-        self.state.round = r + 1
-        record = RoundRecord(r + 1, sampled.tolist(), lr, train_loss, time.perf_counter() - t0)
-        every = self.cfg.evaluation.every
-        if (r + 1) % every == 0 or r + 1 == t.rounds:
-            record.metrics = self.evaluator.global_metrics(self.network, self.state.params)
-            if record.metrics is None:
-                raise self._diverged(r)
-            if self.cfg.evaluation.per_client:
-                record.client_metrics = self.evaluator.client_metrics(
-                    self.network, self.state.params
-                )
-        return record
+        return train_loss
 
     def _diverged(self, r: int) -> TrainingDivergedError:
         t = self.cfg.training
@@ -206,3 +323,16 @@ class Simulation:
             if on_round:
                 on_round(rec)
         return history
+
+
+def _server_set(fed: Federation, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The server's labelled rows (X, y) on the device, if the scenario gives it any."""
+    server = fed.server
+    if server is None:
+        return None
+    keep = server.y >= 0
+    if not keep.any():
+        return None
+    X = torch.from_numpy(np.ascontiguousarray(np.asarray(server.X)[keep], dtype=np.float32))
+    y = torch.from_numpy(server.y[keep].astype(np.float32))
+    return X.to(device), y.to(device)
