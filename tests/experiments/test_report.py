@@ -151,3 +151,24 @@ def test_not_a_suite_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a suite directory"):
         build_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_final_metric_vs_a_numeric_axis(tmp_path: Path) -> None:
+    """A numeric setting (here the client count) gets its own final-metric figure."""
+    from fedmetamal.experiments.figures import numeric_axis_figures
+    from fedmetamal.experiments.results import load_results
+
+    ratios = [("3", 3), ("30", 30)]
+    fake = make_suite(
+        tmp_path / "s",
+        setting_axes=[("partition.clients", ratios)],
+        heterogeneity=False,
+        seeds=(0, 1),
+        suite_yaml=None,
+    )
+    res = load_results(fake.root)
+    [fig] = numeric_axis_figures(res, tmp_path / "figs", "roc_auc")
+    assert fig.png.name == "final_roc_auc_vs_partition.clients.png"
+    assert fig.png.read_bytes()[:8] == PNG_MAGIC
+    assert fig.pdf.read_bytes()[:5] == b"%PDF-"
+    assert numeric_axis_figures(res, tmp_path / "figs", "no_such_metric") == []

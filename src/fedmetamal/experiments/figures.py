@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from fedmetamal.experiments.atomic_write import write_atomic
-from fedmetamal.experiments.naming import unique_slugs
+from fedmetamal.experiments.naming import slugify, unique_slugs
 from fedmetamal.experiments.results import NO_SETTING, SEED_AXIS, SuiteResults
 from fedmetamal.experiments.style import FIGSIZE, RC, metric_label, style_of
 
@@ -225,6 +225,83 @@ def alpha_figure(res: SuiteResults, folder: Path, metric: str) -> FigureFile | N
         return _save_final(fig, ax, folder, metric, "alpha", len(order), caption)
 
 
+# --- final metric vs a numeric setting (label ratio, server labels, clients, ...) -----------------
+
+
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _numeric_labels(labels: list[str]) -> list[float] | None:
+    try:
+        values = [float(v) for v in labels]
+    except (TypeError, ValueError):
+        return None
+    return values if np.all(np.isfinite(values)) else None
+
+
+def numeric_axis_figures(res: SuiteResults, folder: Path, metric: str) -> list[FigureFile]:
+    """Final ``metric`` vs each setting axis whose values are numbers (a label ratio, a server
+    share, a client count): a line per method and combination of the other settings, error bars
+    ± std over seeds, log x when the values span a decade or more. α has its own figure."""
+    f = res.final
+    if metric not in f:
+        return []
+    f = f[f["status"] == "finished"].copy()
+    f[metric] = pd.to_numeric(f[metric], errors="coerce").astype(float)
+    f = f[np.isfinite(f[metric])]
+    out = []
+    for axis in res.setting_axes:
+        if axis.key.endswith("alpha"):
+            continue
+        values = _numeric_labels([str(v) for v in f[axis.key]]) if axis.key in f else None
+        if values is None or len(set(values)) < 2:
+            continue
+        rows = f.assign(_x=values)
+        others = [a.key for a in res.setting_axes if a.key != axis.key]
+        rows["series"] = [
+            " — ".join([str(m), *(str(r[k]) for k in others)])
+            for (_, r), m in zip(rows.iterrows(), rows["method"], strict=True)
+        ]
+        order = sorted(
+            rows["series"].unique(),
+            key=lambda s: (
+                res.methods.index(s.split(" — ")[0]) if s.split(" — ")[0] in res.methods else 99,
+                s,
+            ),
+        )
+        with matplotlib.rc_context(RC):
+            fig, ax = _new_figure()
+            combos = list(dict.fromkeys(s.split(" — ", 1)[1] if " — " in s else "" for s in order))
+            for series in order:
+                method, _, combo = series.partition(" — ")
+                g = rows[rows["series"] == series].groupby("_x")[metric].agg(["mean", "std"])
+                # colour and marker say the method (as in every figure), the line the setting
+                st = style_of(res.methods.index(method) if method in res.methods else 0)
+                ax.errorbar(
+                    g.index.to_numpy(dtype=float),
+                    g["mean"].to_numpy(),
+                    yerr=g["std"].fillna(0.0).to_numpy(),
+                    label=series,
+                    color=st["color"],
+                    linestyle=_LINESTYLES[combos.index(combo) % len(_LINESTYLES)],
+                    marker=st["marker"],
+                    capsize=3,
+                )
+            xs = sorted(set(values))
+            if xs[0] > 0 and xs[-1] / xs[0] >= 10:
+                ax.set_xscale("log")
+            if len(xs) <= MAX_ALPHA_TICKS:
+                ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(axis.key)
+            caption = (
+                f"Final {metric_label(metric)} against {axis.key}: mean over seeds, error bars "
+                "± one standard deviation."
+            )
+            out.append(_save_final(fig, ax, folder, metric, slugify(axis.key), len(order), caption))
+    return out
+
+
 # --- final metric vs heterogeneity index ----------------------------------------------------------
 
 
@@ -286,6 +363,7 @@ def write_figures(
         fig = make(res, figures_dir, primary)
         if fig is not None:
             out.append(fig)
+    out += numeric_axis_figures(res, figures_dir, primary)
     keep = {p.name for f in out for p in (f.png, f.pdf)}
     for old in figures_dir.iterdir():
         if (
@@ -303,5 +381,6 @@ __all__ = [
     "alpha_figure",
     "curve_figures",
     "index_figure",
+    "numeric_axis_figures",
     "write_figures",
 ]
