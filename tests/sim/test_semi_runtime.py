@@ -180,3 +180,15 @@ def test_fedmatch_helpers_change_the_pseudo_labels() -> None:
     assert (trained("labels-at-clients", "fedmatch").params - fix).abs().max() > 1e-4
     sim = trained("labels-at-clients", "fedmatch").simulation
     assert bool(sim.state.semi_state["has_history"].all())
+
+
+@pytest.mark.parametrize("algorithm", ["fedprox", "scaffold", "fedadam"])
+def test_methods_combine_with_any_server_algorithm(algorithm: str) -> None:
+    """The semi method is the client's objective; the server algorithm is chosen apart."""
+    fed = federation("labels-at-clients")
+    semi = run(config(method="fixmatch", algorithm={"name": algorithm}), fed)
+    plain = run(config(method="supervised", algorithm={"name": algorithm}), fed)
+    assert semi.config.algorithm.name == algorithm
+    assert math.isfinite(semi.final_metrics["roc_auc"])
+    assert 0.0 <= semi.final_metrics["pseudo_coverage"] <= 1.0
+    assert not torch.equal(semi.params, plain.params)
