@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
+from tiny_config import TINY
 from typer.testing import CliRunner
 
 from fedmetamal.cli_experiment import experiment_app
@@ -19,14 +20,6 @@ from fedmetamal.experiments.run_state import inspect_run
 from fedmetamal.experiments.runner import run_suite, suite_status
 from fedmetamal.experiments.suite import load_suite
 from fedmetamal.experiments.suite_layout import SUITE_FORMAT
-
-TINY: dict[str, Any] = {
-    "dataset": {"source": "synthetic", "synthetic": {"n_samples": 600, "n_features": 32}},
-    "partition": {"clients": 3},
-    "training": {"rounds": 2},
-    "model": {"hidden": [16]},
-    "output": {"onnx": False, "checkpoint": False},
-}
 
 
 def write_suite(tmp_path: Path, grid: dict[str, Any], **spec: Any) -> Path:

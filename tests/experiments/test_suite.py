@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tiny_config import TINY
 
 from fedmetamal.errors import ConfigError
 from fedmetamal.experiments.runner import run_suite
@@ -17,14 +18,6 @@ from fedmetamal.experiments.suite import check_suite_dir, load_suite, read_manif
 from fedmetamal.experiments.suite_axes import auto_label
 from fedmetamal.experiments.suite_layout import SUITE_FORMAT
 from fedmetamal.experiments.suite_spec import DEFAULT_METRICS
-
-TINY: dict[str, Any] = {
-    "dataset": {"source": "synthetic", "synthetic": {"n_samples": 600, "n_features": 32}},
-    "partition": {"clients": 3},
-    "training": {"rounds": 2},
-    "model": {"hidden": [16]},
-    "output": {"onnx": False, "checkpoint": False},
-}
 
 GRID: dict[str, Any] = {
     "algorithm.name": ["fedavg", "fedprox", "scaffold"],

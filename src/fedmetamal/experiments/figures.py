@@ -72,6 +72,16 @@ def _per_method(
             yield method, rows, style_of(i)
 
 
+def _series_order(res: SuiteResults, series: pd.Series) -> list[str]:
+    """Series labelled ``"<method> — <setting>"`` in the suite's method order, then by name."""
+
+    def key(label: str) -> tuple[int, str]:
+        method = label.split(" — ")[0]
+        return (res.methods.index(method) if method in res.methods else len(res.methods), label)
+
+    return sorted(series.unique(), key=key)
+
+
 def _legend(ax: object, n: int, title: str) -> None:
     if n:
         ax.legend(title=title, frameon=False, loc="best")  # type: ignore[attr-defined]
@@ -184,13 +194,7 @@ def alpha_figure(res: SuiteResults, folder: Path, metric: str) -> FigureFile | N
     f["series"] = [
         f"{m} — {p}" if p else str(m) for m, p in zip(f["method"], label_parts, strict=True)
     ]
-    order = sorted(
-        f["series"].unique(),
-        key=lambda s: (
-            res.methods.index(s.split(" — ")[0]) if s.split(" — ")[0] in res.methods else 99,
-            s,
-        ),
-    )
+    order = _series_order(res, f["series"])
     with matplotlib.rc_context(RC):
         fig, ax = _new_figure()
         for i, series in enumerate(order):
@@ -262,13 +266,7 @@ def numeric_axis_figures(res: SuiteResults, folder: Path, metric: str) -> list[F
             " — ".join([str(m), *(str(r[k]) for k in others)])
             for (_, r), m in zip(rows.iterrows(), rows["method"], strict=True)
         ]
-        order = sorted(
-            rows["series"].unique(),
-            key=lambda s: (
-                res.methods.index(s.split(" — ")[0]) if s.split(" — ")[0] in res.methods else 99,
-                s,
-            ),
-        )
+        order = _series_order(res, rows["series"])
         with matplotlib.rc_context(RC):
             fig, ax = _new_figure()
             combos = list(dict.fromkeys(s.split(" — ", 1)[1] if " — " in s else "" for s in order))
