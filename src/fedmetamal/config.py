@@ -266,6 +266,63 @@ class SemiConfig(_Strict):
         return self
 
 
+class AggregationConfig(_Strict):
+    """How the server combines client updates: the weighted mean, or a robust rule that bounds
+    what a minority of malicious participants can do."""
+
+    kind: Literal[
+        "mean", "median", "trimmed-mean", "krum", "multi-krum", "bulyan", "norm-bound", "fltrust"
+    ] = Field("mean", description="aggregation rule")
+    byzantine: int | None = Field(
+        None,
+        ge=0,
+        description="f: malicious participants the rule must tolerate (default: "
+        "the attack's count, else 10% of the sampled clients)",
+    )
+    trim: float = Field(
+        0.1, ge=0.0, lt=0.5, description="trimmed-mean: share cut from each end per coordinate"
+    )
+    multi_krum: int | None = Field(
+        None, ge=1, description="multi-krum: updates averaged (default n - f)"
+    )
+    norm_bound: float = Field(
+        1.0, gt=0.0, description="norm-bound: updates longer than this are scaled down to it"
+    )
+    root_fraction: float = Field(
+        0.01,
+        gt=0.0,
+        lt=1.0,
+        description="fltrust: share of the training data the server holds as its root set",
+    )
+
+
+class AttackConfig(_Strict):
+    """Malicious participants, for evaluating robust aggregation (simulation only)."""
+
+    kind: Literal[
+        "none",
+        "label-flip",
+        "targeted-flip",
+        "sign-flip",
+        "scale",
+        "gaussian",
+        "alie",
+        "backdoor",
+    ] = Field("none", description="what the malicious participants do")
+    fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of malicious participants")
+    scale: float = Field(10.0, gt=0.0, description="scale: factor applied to malicious updates")
+    noise_std: float = Field(1.0, gt=0.0, description="gaussian: std of the random updates")
+    target_family: str | None = Field(
+        None, description="targeted-flip: malware family relabelled benign (default: largest)"
+    )
+    trigger_features: int = Field(
+        3, ge=1, description="backdoor: features set to the trigger value"
+    )
+    trigger_value: float = Field(
+        5.0, description="backdoor: trigger value (standardised feature units)"
+    )
+
+
 class EvalConfig(_Strict):
     every: int = Field(1, ge=1, description="evaluate every N rounds (and the last)")
     per_client: bool = Field(True, description="also evaluate on each client's local test split")
@@ -298,6 +355,8 @@ class RunConfig(_Strict):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     semi: SemiConfig = Field(default_factory=SemiConfig)
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

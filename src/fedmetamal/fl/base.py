@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from fedmetamal.fl.aggregate import Aggregator
 from fedmetamal.fl.server_opt import ServerOptimizer, ServerSGD
 
 State = dict[str, torch.Tensor]
@@ -74,11 +75,21 @@ class Algorithm:
     default_server_lr: ClassVar[float] = 1.0
     #: Train on all clients' data pooled into one (the centralised baseline).
     pooled: ClassVar[bool] = False
+    #: An override of ``aggregate`` that still routes through ``self.aggregator``; algorithms
+    #: overriding it without doing so are refused robust rules rather than silently averaging.
+    robust_aggregation: ClassVar[bool] = False
 
-    def __init__(self, params: BaseModel, server_lr: float | None = None) -> None:
+    def __init__(
+        self,
+        params: BaseModel,
+        server_lr: float | None = None,
+        aggregator: Aggregator | None = None,
+    ) -> None:
         self.params = params
         self.server_lr = self.default_server_lr if server_lr is None else server_lr
         self.optimizer = self.make_server_optimizer()
+        #: How client deltas are combined: the weighted mean unless a robust rule is configured.
+        self.aggregator = Aggregator() if aggregator is None else aggregator
 
     # ---- server side -------------------------------------------------------------------
     def make_server_optimizer(self) -> ServerOptimizer:
@@ -92,9 +103,9 @@ class Algorithm:
         return {}
 
     def aggregate(self, out: ClientOutput, weights: torch.Tensor) -> torch.Tensor:
-        """Weighted mean of the client deltas: the pseudo-gradient (with sign flipped)."""
-        w = weights / weights.sum()
-        return w @ out.delta
+        """The clients' deltas combined by the aggregation rule (by default their weighted mean,
+        ``weights / weights.sum() @ delta``): the pseudo-gradient with its sign flipped."""
+        return self.aggregator(out.delta, weights)
 
     def server_update(
         self,

@@ -5,6 +5,10 @@ global model is as a pseudo-labeller on those rows: ``pseudo_coverage`` (share o
 rows it labels with confidence >= the method's threshold) and ``pseudo_accuracy`` (share of
 those whose hard label is the hidden true one), pooled over clients (each weighted by its
 hidden rows) and per client. Only this evaluation code reads the hidden labels.
+
+Under an attack with a measurable goal (``sim.attacks``: backdoor, targeted label flipping),
+every global evaluation also reports ``attack_success_rate``: the share of the attack's probe
+rows (triggered test malware, or the target family's test malware) the model scores benign.
 """
 
 from __future__ import annotations
@@ -68,6 +72,16 @@ class Evaluator:
                 self.hidden[c.client_id] = (Xh.to(device), h[keep])
         self._counts_for: tuple[torch.Tensor, int] | None = None
         self._counts: dict[int, tuple[int, int, int]] = {}
+        #: Rows an attack wants scored benign (``sim.attacks``); None: no attack to measure.
+        self.probe: torch.Tensor | None = None
+
+    def set_probe(self, X: np.ndarray | None) -> None:
+        """Measure ``attack_success_rate`` (share of X scored benign) at every evaluation."""
+        if X is None:
+            self.probe = None
+            return
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        self.probe = torch.from_numpy(X).to(self.X.device)
 
     def global_metrics(self, network: Network, params: torch.Tensor) -> dict[str, float] | None:
         """Metrics on the held-out test set; ``None`` when the model outputs NaN (diverged)."""
@@ -78,6 +92,9 @@ class Evaluator:
         if self.semi:
             totals = np.array(list(self.pseudo_counts(network, params).values())).reshape(-1, 3)
             out |= pseudo_metrics(*(int(v) for v in totals.sum(0)))
+        if self.probe is not None:
+            p = predict(network, params, self.probe)
+            out["attack_success_rate"] = float((p < 0.5).mean()) if len(p) else math.nan
         return out
 
     def client_metrics(self, network: Network, params: torch.Tensor) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ import torch
 from fedmetamal.config import RunConfig
 from fedmetamal.data.federation import Federation
 from fedmetamal.errors import TrainingDivergedError
+from fedmetamal.fl.aggregate import check_aggregation
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
 from fedmetamal.fl.registry import build_algorithm
@@ -37,6 +38,7 @@ from fedmetamal.fl.semi import SemiGroup, SemiObjective, labelled_prior, select_
 from fedmetamal.fl.semi.server import server_finetune
 from fedmetamal.fl.semi.streams import AUGMENT_STREAM
 from fedmetamal.models.networks import Network
+from fedmetamal.sim.attacks import Attack
 from fedmetamal.sim.client_store import ClientStore
 from fedmetamal.sim.evaluate import Evaluator
 
@@ -112,9 +114,27 @@ class Simulation:
         self.device = device or pick_device(cfg.runtime.device)
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
+        #: Malicious participants (``cfg.attack``): data attacks poison their training data
+        #: here, once, before the store copies it; update attacks rewrite their deltas.
+        self.attack = Attack(cfg.attack, fed, cfg.seed)
+        self.malicious: list[int] = self.attack.malicious.tolist()
+        known = len(self.malicious) if self.attack.active else None
+        per_round = min(fed.n_clients, max(1, round(cfg.training.client_fraction * fed.n_clients)))
+        check_aggregation(cfg.aggregation, per_round, byzantine=known)  # before any training
         self.algorithm: Algorithm = build_algorithm(
-            cfg.algorithm.name, cfg.algorithm.params, cfg.algorithm.server_lr
+            cfg.algorithm.name,
+            cfg.algorithm.params,
+            cfg.algorithm.server_lr,
+            aggregation=cfg.aggregation,
+            byzantine=known,
         )
+        #: FLTrust's root set: a small clean sample the server holds (taken before poisoning).
+        self.root_set = (
+            root_set(fed, cfg.aggregation.root_fraction, cfg.seed, self.device)
+            if cfg.aggregation.kind == "fltrust"
+            else None
+        )
+        fed = self.attack.poison(fed)
         self.fed = fed
         self.objective = SemiObjective.from_config(cfg.semi)
         self.store = ClientStore.from_federation(
@@ -124,6 +144,8 @@ class Simulation:
         self.evaluator = Evaluator(
             fed, self.device, cfg.evaluation.per_client, threshold=cfg.semi.threshold
         )
+        if self.attack.active:
+            self.evaluator.set_probe(self.attack.probe(fed.test))
         self.server_set = _server_set(fed, self.device)
         self.prior = self._class_prior()
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -291,8 +313,21 @@ class Simulation:
             for i in range(0, len(sampled), size)
         ]
         out = outputs[0] if len(outputs) == 1 else ClientOutput.stack(outputs, self._work)
+        if not self.algorithm.pooled:  # the centralised baseline has no participants
+            self.attack.apply_updates(out.delta, sampled, r)
         weights = out.num_samples if t.weighting == "samples" else torch.ones_like(out.num_samples)
         train_loss = float((weights * out.train_loss).sum() / weights.sum())
+        if self.root_set is not None:  # FLTrust: the server's own update on its root set
+            root_params, _ = server_finetune(
+                self.network,
+                self.state.params,
+                *self.root_set,
+                ctx,
+                batch_size=t.batch_size,
+                epochs=t.local_epochs,
+                seed=self.cfg.seed,
+            )
+            self.algorithm.aggregator.root_update = root_params - self.state.params
         new_params, new_server = self.algorithm.server_update(
             self.state.params, self.state.server_state, out, weights, self.store.n_clients
         )
@@ -323,6 +358,27 @@ class Simulation:
             if on_round:
                 on_round(rec)
         return history
+
+
+def root_set(
+    fed: Federation, fraction: float, seed: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLTrust's root dataset: a stratified ``fraction`` of the clients' labelled training rows
+    (at least one per class), drawn from its own seed stream. In a real deployment the server
+    collects it itself; here it is a copy of clean client samples, taken before any attack."""
+    X = np.concatenate([np.asarray(c.train.X)[c.train.y >= 0] for c in fed.clients])
+    y = np.concatenate([c.train.y[c.train.y >= 0] for c in fed.clients])
+    rng = np.random.default_rng([seed, 0xF17])
+    picks = []
+    for label in (0, 1):
+        rows = np.flatnonzero(y == label)
+        if rows.size:
+            k = max(1, round(fraction * rows.size))
+            picks.append(rng.choice(rows, size=k, replace=False))
+    idx = np.sort(np.concatenate(picks))
+    Xr = torch.from_numpy(np.ascontiguousarray(X[idx], dtype=np.float32))
+    yr = torch.from_numpy(y[idx].astype(np.float32))
+    return Xr.to(device), yr.to(device)
 
 
 def _server_set(fed: Federation, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -36,8 +36,13 @@ class FedNova(Algorithm):
         a = effective_steps(steps, ctx.momentum).to(final_params.dtype)
         return {"norm_steps": a}, client_state
 
+    #: A robust rule combines the normalised updates d_i / a_i; the mean keeps the exact form.
+    robust_aggregation = True
+
     def aggregate(self, out: ClientOutput, weights: torch.Tensor) -> torch.Tensor:
         p = weights / weights.sum()
         a = out.extras["norm_steps"]
         tau_eff = (p * a).sum()
-        return tau_eff * (p / a) @ out.delta
+        if self.aggregator.is_mean:
+            return tau_eff * (p / a) @ out.delta
+        return tau_eff * self.aggregator(out.delta / a.unsqueeze(1), weights)
