@@ -25,7 +25,7 @@ from fedmetamal.experiments.suite_layout import SEED_AXIS, SUITE_FORMAT
 from fedmetamal.fl.metrics import METRIC_NAMES
 
 STATUSES = ("finished", "failed", "pending", "missing", "unreadable")
-LOWER_IS_BETTER = frozenset({"loss", "train_loss"})
+LOWER_IS_BETTER = frozenset({"loss", "train_loss", "attack_success_rate"})
 NO_METHOD = "all"
 """The one method row's label when a suite has no methods axis."""
 NO_SETTING = "all runs"
