@@ -182,6 +182,8 @@ def _write_models(rundir: RunDirectory, result: SimulationResult, fed: Federatio
         "final_metrics": {k: v for k, v in result.final_metrics.items() if v == v},
         "dataset": result.dataset.get("name"),
     }
+    if sim.privacy is not None:  # the accountant's history: epsilon can be recomputed/resumed
+        meta["privacy"] = sim.privacy.metadata()
     if cfg.output.checkpoint:
         extra = {f"server.{k}": v for k, v in sim.state.server_state.items()}
         extra |= {f"client.{k}": v for k, v in sim.state.client_state.items()}

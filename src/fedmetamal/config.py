@@ -323,6 +323,40 @@ class AttackConfig(_Strict):
     )
 
 
+class PrivacyConfig(_Strict):
+    """Participant-level differential privacy (DP-FedAvg, McMahan et al. ICLR 2018): each
+    client's update is clipped and the server adds Gaussian noise to their uniform mean, so the
+    released model hides whether any one participant took part."""
+
+    mode: Literal["none", "participant"] = Field(
+        "none", description="none, or participant-level DP-FedAvg"
+    )
+    clip: float = Field(1.0, gt=0.0, description="L2 bound of each client update")
+    noise_multiplier: float | None = Field(
+        None, ge=0.0, description="z: noise std is z * clip on the sum of clipped updates"
+    )
+    target_epsilon: float | None = Field(
+        None,
+        gt=0.0,
+        description="pick z so that epsilon after training.rounds rounds equals this",
+    )
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, description="delta of (epsilon, delta)-DP")
+    accountant: Literal["rdp", "prv"] = Field("rdp", description="Opacus privacy accountant")
+    epsilon_budget: float | None = Field(
+        None, gt=0.0, description="refuse to train, or stop, before epsilon exceeds this"
+    )
+
+    @model_validator(mode="after")
+    def _one_noise_setting(self) -> PrivacyConfig:
+        both_or_neither = (self.noise_multiplier is None) == (self.target_epsilon is None)
+        if self.mode == "participant" and both_or_neither:
+            raise ValueError(
+                "privacy mode participant needs exactly one of privacy.noise_multiplier "
+                "and privacy.target_epsilon"
+            )
+        return self
+
+
 class EvalConfig(_Strict):
     every: int = Field(1, ge=1, description="evaluate every N rounds (and the last)")
     per_client: bool = Field(True, description="also evaluate on each client's local test split")
@@ -357,6 +391,7 @@ class RunConfig(_Strict):
     semi: SemiConfig = Field(default_factory=SemiConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -28,7 +28,7 @@ import torch
 
 from fedmetamal.config import RunConfig
 from fedmetamal.data.federation import Federation
-from fedmetamal.errors import TrainingDivergedError
+from fedmetamal.errors import ConfigError, TrainingDivergedError
 from fedmetamal.fl.aggregate import check_aggregation
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
@@ -93,6 +93,8 @@ class RoundRecord:
     seconds: float
     metrics: dict[str, float] | None = None
     client_metrics: list[dict[str, Any]] | None = None
+    #: Privacy spent after this round (``privacy.mode`` participant only; else None).
+    epsilon: float | None = None
 
 
 @dataclass
@@ -128,6 +130,8 @@ class Simulation:
             aggregation=cfg.aggregation,
             byzantine=known,
         )
+        #: Participant-level DP (``cfg.privacy``): set up, and refused, before any training.
+        self.privacy = _Privacy(self, per_round, fed.n_clients) if _dp_on(cfg) else None
         #: FLTrust's root set: a small clean sample the server holds (taken before poisoning).
         self.root_set = (
             root_set(fed, cfg.aggregation.root_fraction, cfg.seed, self.device)
@@ -272,7 +276,11 @@ class Simulation:
             momentum=t.client_momentum,
             weight_decay=t.weight_decay,
         )
+        if self.privacy is not None and len(sampled):
+            self.privacy.check_next_round(r)
         train_loss = self._clients_round(sampled, ctx, r) if len(sampled) else float("nan")
+        if self.privacy is not None and len(sampled):
+            self.privacy.account()
         if self.server_set is not None:
             params, server_loss = server_finetune(
                 self.network,
@@ -290,11 +298,16 @@ class Simulation:
             self.state.params = params
         self.state.round = r + 1
         record = RoundRecord(r + 1, sampled.tolist(), lr, train_loss, time.perf_counter() - t0)
+        if self.privacy is not None:
+            record.epsilon = self.privacy.epsilon()
         every = self.cfg.evaluation.every
         if (r + 1) % every == 0 or r + 1 == t.rounds:
             record.metrics = self.evaluator.global_metrics(self.network, self.state.params)
             if record.metrics is None:
                 raise self._diverged(r)
+            if self.privacy is not None:
+                record.metrics["epsilon"] = float(record.epsilon or 0.0)
+                record.metrics["delta"] = self.cfg.privacy.delta
             if self.cfg.evaluation.per_client:
                 record.client_metrics = self.evaluator.client_metrics(
                     self.network, self.state.params
@@ -358,6 +371,96 @@ class Simulation:
             if on_round:
                 on_round(rec)
         return history
+
+
+def _dp_on(cfg: RunConfig) -> bool:
+    return cfg.privacy.mode == "participant"
+
+
+class _Privacy:
+    """The runtime's DP hook: swaps the algorithm's aggregator for the DP one, accounts every
+    round at q = clients sampled per round / N, and enforces ``privacy.epsilon_budget``."""
+
+    def __init__(self, sim: Simulation, per_round: int, n_clients: int) -> None:
+        from fedmetamal.fl.registry import algorithm_class
+        from fedmetamal.privacy import (
+            DP_NOISE_STREAM,
+            DPAggregator,
+            PrivacyAccountant,
+            check_privacy_compatible,
+            noise_for_target,
+            predicted_epsilon,
+        )
+
+        cfg = sim.cfg
+        p = cfg.privacy
+        check_privacy_compatible(algorithm_class(cfg.algorithm.name), cfg.aggregation)
+        self.cfg = p
+        self.rounds = cfg.training.rounds
+        self.sample_rate = per_round / n_clients
+        if p.noise_multiplier is not None:
+            self.noise_multiplier = p.noise_multiplier
+        else:
+            assert p.target_epsilon is not None
+            self.noise_multiplier = noise_for_target(
+                p.target_epsilon, p.delta, self.sample_rate, self.rounds, p.accountant
+            )
+        self.predicted = predicted_epsilon(
+            self.noise_multiplier, self.sample_rate, self.rounds, p.delta, p.accountant
+        )
+        if p.epsilon_budget is not None and self.predicted > p.epsilon_budget:
+            raise ConfigError(
+                f"Training would spend epsilon {self.predicted:.3g} over {self.rounds} rounds "
+                f"(noise multiplier {self.noise_multiplier:.3g}, sample rate "
+                f"{self.sample_rate:.3g}, delta {p.delta:g}), more than privacy.epsilon_budget "
+                f"{p.epsilon_budget:g}.",
+                "Raise privacy.noise_multiplier, lower training.rounds or "
+                "training.client_fraction, or set privacy.target_epsilon.",
+            )
+        self.accountant = PrivacyAccountant(p.accountant)
+        seed = cfg.seed
+
+        def generator() -> torch.Generator:
+            r = sim.state.round
+            return torch.Generator().manual_seed(round_seed(seed, r, DP_NOISE_STREAM))
+
+        sim.algorithm.aggregator = DPAggregator(p.clip, self.noise_multiplier, generator)
+
+    def check_next_round(self, r: int) -> None:
+        """Stop cleanly, before training round ``r``, if releasing it would pass the budget."""
+        budget = self.cfg.epsilon_budget
+        if budget is None:
+            return
+        from fedmetamal.privacy import PrivacyAccountant, PrivacyBudgetError
+
+        after = PrivacyAccountant.from_history(self.accountant.history, self.cfg.accountant)
+        after.step(self.noise_multiplier, self.sample_rate)
+        eps = after.epsilon(self.cfg.delta)
+        if eps > budget:
+            raise PrivacyBudgetError(
+                f"Round {r + 1} would raise epsilon to {eps:.3g}, past privacy.epsilon_budget "
+                f"{budget:g}; training stopped after round {r}.",
+                "Raise the budget or the noise multiplier, or train fewer rounds.",
+            )
+
+    def account(self) -> None:
+        self.accountant.step(self.noise_multiplier, self.sample_rate)
+
+    def epsilon(self) -> float:
+        return self.accountant.epsilon(self.cfg.delta)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready summary for the checkpoint (the accountant's history restores it)."""
+        return {
+            "mode": self.cfg.mode,
+            "clip": self.cfg.clip,
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "delta": self.cfg.delta,
+            "accountant": self.cfg.accountant,
+            "epsilon": self.epsilon(),
+            "history": self.accountant.history,
+        }
 
 
 def root_set(

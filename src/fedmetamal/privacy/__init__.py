@@ -1,0 +1,29 @@
+"""Differential privacy for federated training: participant-level DP-FedAvg.
+
+See :mod:`fedmetamal.privacy.dp` for the mechanism and :mod:`fedmetamal.privacy.accountant`
+for the privacy accounting.
+"""
+
+from __future__ import annotations
+
+from fedmetamal.privacy.accountant import PrivacyAccountant, noise_for_target, predicted_epsilon
+from fedmetamal.privacy.dp import (
+    DP_NOISE_STREAM,
+    DPAggregator,
+    PrivacyBudgetError,
+    check_privacy_compatible,
+    clip_rows,
+    dp_mean,
+)
+
+__all__ = [
+    "DP_NOISE_STREAM",
+    "DPAggregator",
+    "PrivacyAccountant",
+    "PrivacyBudgetError",
+    "check_privacy_compatible",
+    "clip_rows",
+    "dp_mean",
+    "noise_for_target",
+    "predicted_epsilon",
+]
