@@ -198,3 +198,12 @@ def test_budget_stops_cleanly_between_rounds() -> None:
     with pytest.raises(PrivacyBudgetError, match="epsilon_budget"):
         sim.run_round()
     assert sim.state.round == 1
+
+
+def test_divergence_under_dp_names_the_noise() -> None:
+    """With DP the usual cause of divergence is the noise, and the message says what to do."""
+    from fedmetamal.errors import TrainingDivergedError
+
+    huge = settings({"mode": "participant", "noise_multiplier": 1e30})
+    with pytest.raises(TrainingDivergedError, match="DP noise"):
+        api.simulate(build_config(huge), write_outputs=False)

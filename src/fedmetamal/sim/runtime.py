@@ -357,10 +357,20 @@ class Simulation:
 
     def _diverged(self, r: int) -> TrainingDivergedError:
         t = self.cfg.training
+        fix = (
+            f"Lower training.client_lr (now {t.client_lr}) or algorithm.server_lr "
+            f"(now {self.algorithm.server_lr}), or check the data for extreme values."
+        )
+        if self.privacy is not None:  # the usual cause then: noise far larger than the signal
+            fix = (
+                f"The DP noise (multiplier {self.privacy.noise_multiplier:.3g}, clip "
+                f"{self.cfg.privacy.clip}) is large for the clients averaged per round: sample "
+                "more clients per round, allow a larger epsilon, or lower algorithm.server_lr "
+                f"(now {self.algorithm.server_lr})."
+            )
         return TrainingDivergedError(
             f"Training diverged in round {r + 1}: the loss or the model's outputs became NaN/inf.",
-            f"Lower training.client_lr (now {t.client_lr}) or algorithm.server_lr "
-            f"(now {self.algorithm.server_lr}), or check the data for extreme values.",
+            fix,
         )
 
     def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> list[RoundRecord]:
