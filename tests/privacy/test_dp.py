@@ -11,7 +11,7 @@ from fedmetamal import api
 from fedmetamal.config import build_config
 from fedmetamal.errors import ConfigError
 from fedmetamal.privacy import DPAggregator, PrivacyAccountant, clip_rows, dp_mean
-from fedmetamal.sim.runtime import _Privacy
+from fedmetamal.sim.round_privacy import RoundPrivacy
 
 
 def settings(privacy: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -192,7 +192,7 @@ def test_budget_stops_cleanly_between_rounds() -> None:
 
     fed, _ = preprocess_federation(fed, cfg.preprocess)
     sim = Simulation(cfg, fed)
-    assert isinstance(sim.privacy, _Privacy)
+    assert isinstance(sim.privacy, RoundPrivacy)
     sim.run_round()
     sim.privacy.cfg = sim.privacy.cfg.model_copy(update={"epsilon_budget": 1e-3})
     with pytest.raises(PrivacyBudgetError, match="epsilon_budget"):

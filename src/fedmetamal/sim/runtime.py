@@ -28,7 +28,7 @@ import torch
 
 from fedmetamal.config import RunConfig
 from fedmetamal.data.federation import Federation
-from fedmetamal.errors import ConfigError, TrainingDivergedError
+from fedmetamal.errors import TrainingDivergedError
 from fedmetamal.fl.aggregate import check_aggregation
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
@@ -41,6 +41,8 @@ from fedmetamal.models.networks import Network
 from fedmetamal.sim.attacks import Attack
 from fedmetamal.sim.client_store import ClientStore
 from fedmetamal.sim.evaluate import Evaluator
+from fedmetamal.sim.round_privacy import RoundPrivacy, dp_enabled
+from fedmetamal.sim.server_data import root_set, server_set
 
 #: Bytes one local step of an ``auto`` group touches per client on a CPU (its parameters and
 #: its input batch) are kept under this. Measured with ``benchmarks/bench_sim.py`` on 2 cores
@@ -131,7 +133,7 @@ class Simulation:
             byzantine=known,
         )
         #: Participant-level DP (``cfg.privacy``): set up, and refused, before any training.
-        self.privacy = _Privacy(self, per_round, fed.n_clients) if _dp_on(cfg) else None
+        self.privacy = RoundPrivacy(self, per_round, fed.n_clients) if dp_enabled(cfg) else None
         #: FLTrust's root set: a small clean sample the server holds (taken before poisoning).
         self.root_set = (
             root_set(fed, cfg.aggregation.root_fraction, cfg.seed, self.device)
@@ -150,7 +152,7 @@ class Simulation:
         )
         if self.attack.active:
             self.evaluator.set_probe(self.attack.probe(fed.test))
-        self.server_set = _server_set(fed, self.device)
+        self.server_set = server_set(fed, self.device)
         self.prior = self._class_prior()
         gen = torch.Generator().manual_seed(cfg.seed)
         params = self.network.init(gen).to(self.device)
@@ -381,127 +383,3 @@ class Simulation:
             if on_round:
                 on_round(rec)
         return history
-
-
-def _dp_on(cfg: RunConfig) -> bool:
-    return cfg.privacy.mode == "participant"
-
-
-class _Privacy:
-    """The runtime's DP hook: swaps the algorithm's aggregator for the DP one, accounts every
-    round at q = clients sampled per round / N, and enforces ``privacy.epsilon_budget``."""
-
-    def __init__(self, sim: Simulation, per_round: int, n_clients: int) -> None:
-        from fedmetamal.fl.registry import algorithm_class
-        from fedmetamal.privacy import (
-            DP_NOISE_STREAM,
-            DPAggregator,
-            PrivacyAccountant,
-            check_privacy_compatible,
-            noise_for_target,
-            predicted_epsilon,
-        )
-
-        cfg = sim.cfg
-        p = cfg.privacy
-        check_privacy_compatible(algorithm_class(cfg.algorithm.name), cfg.aggregation)
-        self.cfg = p
-        self.rounds = cfg.training.rounds
-        self.sample_rate = per_round / n_clients
-        if p.noise_multiplier is not None:
-            self.noise_multiplier = p.noise_multiplier
-        else:
-            assert p.target_epsilon is not None
-            self.noise_multiplier = noise_for_target(
-                p.target_epsilon, p.delta, self.sample_rate, self.rounds, p.accountant
-            )
-        self.predicted = predicted_epsilon(
-            self.noise_multiplier, self.sample_rate, self.rounds, p.delta, p.accountant
-        )
-        if p.epsilon_budget is not None and self.predicted > p.epsilon_budget:
-            raise ConfigError(
-                f"Training would spend epsilon {self.predicted:.3g} over {self.rounds} rounds "
-                f"(noise multiplier {self.noise_multiplier:.3g}, sample rate "
-                f"{self.sample_rate:.3g}, delta {p.delta:g}), more than privacy.epsilon_budget "
-                f"{p.epsilon_budget:g}.",
-                "Raise privacy.noise_multiplier, lower training.rounds or "
-                "training.client_fraction, or set privacy.target_epsilon.",
-            )
-        self.accountant = PrivacyAccountant(p.accountant)
-        seed = cfg.seed
-
-        def generator() -> torch.Generator:
-            r = sim.state.round
-            return torch.Generator().manual_seed(round_seed(seed, r, DP_NOISE_STREAM))
-
-        sim.algorithm.aggregator = DPAggregator(p.clip, self.noise_multiplier, generator)
-
-    def check_next_round(self, r: int) -> None:
-        """Stop cleanly, before training round ``r``, if releasing it would pass the budget."""
-        budget = self.cfg.epsilon_budget
-        if budget is None:
-            return
-        from fedmetamal.privacy import PrivacyAccountant, PrivacyBudgetError
-
-        after = PrivacyAccountant.from_history(self.accountant.history, self.cfg.accountant)
-        after.step(self.noise_multiplier, self.sample_rate)
-        eps = after.epsilon(self.cfg.delta)
-        if eps > budget:
-            raise PrivacyBudgetError(
-                f"Round {r + 1} would raise epsilon to {eps:.3g}, past privacy.epsilon_budget "
-                f"{budget:g}; training stopped after round {r}.",
-                "Raise the budget or the noise multiplier, or train fewer rounds.",
-            )
-
-    def account(self) -> None:
-        self.accountant.step(self.noise_multiplier, self.sample_rate)
-
-    def epsilon(self) -> float:
-        return self.accountant.epsilon(self.cfg.delta)
-
-    def metadata(self) -> dict[str, Any]:
-        """JSON-ready summary for the checkpoint (the accountant's history restores it)."""
-        return {
-            "mode": self.cfg.mode,
-            "clip": self.cfg.clip,
-            "noise_multiplier": self.noise_multiplier,
-            "sample_rate": self.sample_rate,
-            "delta": self.cfg.delta,
-            "accountant": self.cfg.accountant,
-            "epsilon": self.epsilon(),
-            "history": self.accountant.history,
-        }
-
-
-def root_set(
-    fed: Federation, fraction: float, seed: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """FLTrust's root dataset: a stratified ``fraction`` of the clients' labelled training rows
-    (at least one per class), drawn from its own seed stream. In a real deployment the server
-    collects it itself; here it is a copy of clean client samples, taken before any attack."""
-    X = np.concatenate([np.asarray(c.train.X)[c.train.y >= 0] for c in fed.clients])
-    y = np.concatenate([c.train.y[c.train.y >= 0] for c in fed.clients])
-    rng = np.random.default_rng([seed, 0xF17])
-    picks = []
-    for label in (0, 1):
-        rows = np.flatnonzero(y == label)
-        if rows.size:
-            k = max(1, round(fraction * rows.size))
-            picks.append(rng.choice(rows, size=k, replace=False))
-    idx = np.sort(np.concatenate(picks))
-    Xr = torch.from_numpy(np.ascontiguousarray(X[idx], dtype=np.float32))
-    yr = torch.from_numpy(y[idx].astype(np.float32))
-    return Xr.to(device), yr.to(device)
-
-
-def _server_set(fed: Federation, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The server's labelled rows (X, y) on the device, if the scenario gives it any."""
-    server = fed.server
-    if server is None:
-        return None
-    keep = server.y >= 0
-    if not keep.any():
-        return None
-    X = torch.from_numpy(np.ascontiguousarray(np.asarray(server.X)[keep], dtype=np.float32))
-    y = torch.from_numpy(server.y[keep].astype(np.float32))
-    return X.to(device), y.to(device)

@@ -1,0 +1,105 @@
+"""Differential privacy inside the simulation runtime: the DP aggregator, per-round accounting
+and the epsilon budget (the mechanism and the accountant themselves live in ``privacy/``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fedmetamal.config import RunConfig
+from fedmetamal.errors import ConfigError
+from fedmetamal.fl.schedule import round_seed
+
+if TYPE_CHECKING:
+    from fedmetamal.sim.runtime import Simulation
+
+
+def dp_enabled(cfg: RunConfig) -> bool:
+    return cfg.privacy.mode == "participant"
+
+
+class RoundPrivacy:
+    """The runtime's DP hook: swaps the algorithm's aggregator for the DP one, accounts every
+    round at q = clients sampled per round / N, and enforces ``privacy.epsilon_budget``."""
+
+    def __init__(self, sim: Simulation, per_round: int, n_clients: int) -> None:
+        from fedmetamal.fl.registry import algorithm_class
+        from fedmetamal.privacy import (
+            DP_NOISE_STREAM,
+            DPAggregator,
+            PrivacyAccountant,
+            check_privacy_compatible,
+            noise_for_target,
+            predicted_epsilon,
+        )
+
+        cfg = sim.cfg
+        p = cfg.privacy
+        check_privacy_compatible(algorithm_class(cfg.algorithm.name), cfg.aggregation)
+        self.cfg = p
+        self.rounds = cfg.training.rounds
+        self.sample_rate = per_round / n_clients
+        if p.noise_multiplier is not None:
+            self.noise_multiplier = p.noise_multiplier
+        else:
+            assert p.target_epsilon is not None
+            self.noise_multiplier = noise_for_target(
+                p.target_epsilon, p.delta, self.sample_rate, self.rounds, p.accountant
+            )
+        self.predicted = predicted_epsilon(
+            self.noise_multiplier, self.sample_rate, self.rounds, p.delta, p.accountant
+        )
+        if p.epsilon_budget is not None and self.predicted > p.epsilon_budget:
+            raise ConfigError(
+                f"Training would spend epsilon {self.predicted:.3g} over {self.rounds} rounds "
+                f"(noise multiplier {self.noise_multiplier:.3g}, sample rate "
+                f"{self.sample_rate:.3g}, delta {p.delta:g}), more than privacy.epsilon_budget "
+                f"{p.epsilon_budget:g}.",
+                "Raise privacy.noise_multiplier, lower training.rounds or "
+                "training.client_fraction, or set privacy.target_epsilon.",
+            )
+        self.accountant = PrivacyAccountant(p.accountant)
+        seed = cfg.seed
+
+        def generator() -> torch.Generator:
+            r = sim.state.round
+            return torch.Generator().manual_seed(round_seed(seed, r, DP_NOISE_STREAM))
+
+        sim.algorithm.aggregator = DPAggregator(p.clip, self.noise_multiplier, generator)
+
+    def check_next_round(self, r: int) -> None:
+        """Stop cleanly, before training round ``r``, if releasing it would pass the budget."""
+        budget = self.cfg.epsilon_budget
+        if budget is None:
+            return
+        from fedmetamal.privacy import PrivacyAccountant, PrivacyBudgetError
+
+        after = PrivacyAccountant.from_history(self.accountant.history, self.cfg.accountant)
+        after.step(self.noise_multiplier, self.sample_rate)
+        eps = after.epsilon(self.cfg.delta)
+        if eps > budget:
+            raise PrivacyBudgetError(
+                f"Round {r + 1} would raise epsilon to {eps:.3g}, past privacy.epsilon_budget "
+                f"{budget:g}; training stopped after round {r}.",
+                "Raise the budget or the noise multiplier, or train fewer rounds.",
+            )
+
+    def account(self) -> None:
+        self.accountant.step(self.noise_multiplier, self.sample_rate)
+
+    def epsilon(self) -> float:
+        return self.accountant.epsilon(self.cfg.delta)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready summary for the checkpoint (the accountant's history restores it)."""
+        return {
+            "mode": self.cfg.mode,
+            "clip": self.cfg.clip,
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "delta": self.cfg.delta,
+            "accountant": self.cfg.accountant,
+            "epsilon": self.epsilon(),
+            "history": self.accountant.history,
+        }
