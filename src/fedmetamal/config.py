@@ -345,6 +345,16 @@ class PrivacyConfig(_Strict):
     epsilon_budget: float | None = Field(
         None, gt=0.0, description="refuse to train, or stop, before epsilon exceeds this"
     )
+    adaptive_clip: bool = Field(
+        False, description="track a quantile of the update norms with the clip (Andrew+ 2021)"
+    )
+    target_quantile: float = Field(
+        0.5, gt=0.0, lt=1.0, description="gamma: fraction of updates left unclipped"
+    )
+    clip_lr: float = Field(0.2, gt=0.0, description="eta_C: geometric update rate of the clip")
+    clip_count_stddev: float | None = Field(
+        None, gt=0.0, description="sigma_b: noise on the unclipped count (default m/20)"
+    )
 
     @model_validator(mode="after")
     def _one_noise_setting(self) -> PrivacyConfig:

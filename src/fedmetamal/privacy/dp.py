@@ -60,7 +60,9 @@ class DPAggregator(Aggregator):
     """Replaces an algorithm's mean aggregator: the client weights are ignored (uniform mean).
 
     ``generator_factory`` returns a fresh generator for each aggregation; the runtime seeds it
-    from (seed, round) on its own stream, so the noise is deterministic per seed.
+    from (seed, round) on its own stream, so the noise is deterministic per seed. With
+    ``record_norms`` it keeps the unclipped update norms of the last call in ``last_norms``
+    (adaptive clipping updates ``clip`` from them between rounds).
     """
 
     def __init__(
@@ -68,11 +70,14 @@ class DPAggregator(Aggregator):
         clip: float,
         noise_multiplier: float,
         generator_factory: Callable[[], torch.Generator] | None = None,
+        record_norms: bool = False,
     ) -> None:
         super().__init__()
         self.clip = clip
         self.noise_multiplier = noise_multiplier
         self.generator_factory = generator_factory
+        self.record_norms = record_norms
+        self.last_norms: torch.Tensor | None = None
 
     @property
     def kind(self) -> str:
@@ -83,6 +88,8 @@ class DPAggregator(Aggregator):
         return False
 
     def __call__(self, deltas: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if self.record_norms:
+            self.last_norms = deltas.detach().norm(dim=1).cpu()
         gen = self.generator_factory() if self.generator_factory is not None else None
         return dp_mean(deltas, self.clip, self.noise_multiplier, gen)
 

@@ -61,12 +61,33 @@ class RoundPrivacy:
             )
         self.accountant = PrivacyAccountant(p.accountant)
         seed = cfg.seed
+        self.sim = sim
+        #: Adaptive clipping: sigma_b of the unclipped count, and the multiplier of the clipped
+        #: sum (z_delta < z) so that sum and count together stay a Gaussian mechanism of z.
+        self.count_stddev = 0.0
+        sum_multiplier = self.noise_multiplier
+        if p.adaptive_clip:
+            from fedmetamal.privacy import adjusted_noise_multiplier, default_count_stddev
+
+            if self.noise_multiplier > 0.0:
+                self.count_stddev = (
+                    p.clip_count_stddev
+                    if p.clip_count_stddev is not None
+                    else default_count_stddev(per_round)
+                )
+            sum_multiplier = adjusted_noise_multiplier(self.noise_multiplier, self.count_stddev)
+        self.sum_multiplier = sum_multiplier
+        #: Clip norm the last round's updates were clipped to (reported as metric ``clip``).
+        self.round_clip = p.clip
 
         def generator() -> torch.Generator:
             r = sim.state.round
             return torch.Generator().manual_seed(round_seed(seed, r, DP_NOISE_STREAM))
 
-        sim.algorithm.aggregator = DPAggregator(p.clip, self.noise_multiplier, generator)
+        self.aggregator = DPAggregator(
+            p.clip, sum_multiplier, generator, record_norms=p.adaptive_clip
+        )
+        sim.algorithm.aggregator = self.aggregator
 
     def check_next_round(self, r: int) -> None:
         """Stop cleanly, before training round ``r``, if releasing it would pass the budget."""
@@ -86,14 +107,36 @@ class RoundPrivacy:
             )
 
     def account(self) -> None:
+        """Account the round at z; with adaptive clipping, also move the clip for the next."""
         self.accountant.step(self.noise_multiplier, self.sample_rate)
+        if self.cfg.adaptive_clip:
+            self._adapt_clip()
+
+    def _adapt_clip(self) -> None:
+        from fedmetamal.privacy import DP_CLIP_STREAM, update_clip
+
+        agg = self.aggregator
+        norms, agg.last_norms = agg.last_norms, None
+        self.round_clip = agg.clip
+        if norms is None or not norms.numel():  # no aggregation this round: clip unchanged
+            return
+        r = self.sim.state.round
+        gen = torch.Generator().manual_seed(round_seed(self.sim.cfg.seed, r, DP_CLIP_STREAM))
+        agg.clip, _ = update_clip(
+            agg.clip,
+            norms,
+            self.cfg.target_quantile,
+            self.cfg.clip_lr,
+            self.count_stddev,
+            gen,
+        )
 
     def epsilon(self) -> float:
         return self.accountant.epsilon(self.cfg.delta)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready summary for the checkpoint (the accountant's history restores it)."""
-        return {
+        out: dict[str, Any] = {
             "mode": self.cfg.mode,
             "clip": self.cfg.clip,
             "noise_multiplier": self.noise_multiplier,
@@ -103,3 +146,12 @@ class RoundPrivacy:
             "epsilon": self.epsilon(),
             "history": self.accountant.history,
         }
+        if self.cfg.adaptive_clip:
+            out["adaptive_clip"] = {
+                "clip": self.aggregator.clip,
+                "target_quantile": self.cfg.target_quantile,
+                "clip_lr": self.cfg.clip_lr,
+                "count_stddev": self.count_stddev,
+                "sum_noise_multiplier": self.sum_multiplier,
+            }
+        return out

@@ -310,6 +310,8 @@ class Simulation:
             if self.privacy is not None:
                 record.metrics["epsilon"] = float(record.epsilon or 0.0)
                 record.metrics["delta"] = self.cfg.privacy.delta
+                if self.cfg.privacy.adaptive_clip:  # the clip this round's updates were cut to
+                    record.metrics["clip"] = float(self.privacy.round_clip)
             if self.cfg.evaluation.per_client:
                 record.client_metrics = self.evaluator.client_metrics(
                     self.network, self.state.params
