@@ -7,30 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+from dp_settings import settings
 
 from fedmetamal import api
 from fedmetamal.config import build_config
 from fedmetamal.errors import ConfigError
 from fedmetamal.privacy import PrivacyAccountant, adjusted_noise_multiplier, update_clip
-
-
-def settings(privacy: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """The small run of ``test_dp.py`` (10 clients, all sampled each round)."""
-    data: dict[str, Any] = {
-        "seed": 5,
-        "dataset": {"source": "synthetic", "synthetic": {"n_samples": 1500, "n_features": 32}},
-        "partition": {"clients": 10},
-        "model": {"hidden": [16]},
-        "training": {"rounds": 3, "client_lr": 0.3},
-        "evaluation": {"per_client": False},
-        "runtime": {"threads": 1},
-        "output": {"onnx": False, "checkpoint": False},
-    }
-    if privacy is not None:
-        data["privacy"] = privacy
-    data.update(extra)
-    return data
-
 
 # ---- pure functions -------------------------------------------------------------------------
 

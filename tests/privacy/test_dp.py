@@ -6,30 +6,13 @@ from typing import Any
 
 import pytest
 import torch
+from dp_settings import settings
 
 from fedmetamal import api
 from fedmetamal.config import build_config
 from fedmetamal.errors import ConfigError
 from fedmetamal.privacy import DPAggregator, PrivacyAccountant, clip_rows, dp_mean
 from fedmetamal.sim.round_privacy import RoundPrivacy
-
-
-def settings(privacy: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "seed": 5,
-        "dataset": {"source": "synthetic", "synthetic": {"n_samples": 1500, "n_features": 32}},
-        "partition": {"clients": 10},
-        "model": {"hidden": [16]},
-        "training": {"rounds": 3, "client_lr": 0.3},
-        "evaluation": {"per_client": False},
-        "runtime": {"threads": 1},
-        "output": {"onnx": False, "checkpoint": False},
-    }
-    if privacy is not None:
-        data["privacy"] = privacy
-    data.update(extra)
-    return data
-
 
 # ---- mechanism ------------------------------------------------------------------------------
 
