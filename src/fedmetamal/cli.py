@@ -24,6 +24,7 @@ from fedmetamal.cli_common import (
     console,
 )
 from fedmetamal.cli_experiment import experiment_app
+from fedmetamal.cli_extract import extract
 from fedmetamal.cli_federation import federation_app
 from fedmetamal.config import ConfigError, build_config
 from fedmetamal.errors import FedMetaMalError
@@ -38,6 +39,7 @@ data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(federation_app, name="federation")
 app.add_typer(experiment_app, name="experiment")
+app.command()(extract)
 
 _state = {"debug": False}
 

@@ -641,7 +641,7 @@ def test_resolve_shared_data_from_env(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv(sources.SHARED_DATA_ENV, str(tmp_path))
     assert resolve_shared_data("pe-headers") == csv.resolve()
     ds = load("pe-headers")
-    assert ds.name == "pe-headers" and ds.info["schema"] == "pe-headers"
+    assert ds.name == "pe-headers" and ds.info["schema"] == "pe-header"
 
 
 def test_resolve_shared_data_says_where_it_looked(

@@ -14,6 +14,7 @@ from fedmetamal.config import DatasetConfig
 from fedmetamal.data.dataset import Dataset
 from fedmetamal.data.loaders_common import stratified_sample_index, subsample
 from fedmetamal.data.loaders_ember import is_ember_folder, load_ember
+from fedmetamal.data.loaders_extracted import is_extracted, load_extracted
 from fedmetamal.data.loaders_native import load_native, read_header, save_dataset
 from fedmetamal.data.loaders_npz import load_npz
 from fedmetamal.data.loaders_tabular import load_csv, load_parquet
@@ -35,9 +36,12 @@ _FORMAT_FIX = "Set the format with --format (csv, parquet, npz, ember or fedmeta
 
 
 def _load_any_parquet(path: Path, cfg: DatasetConfig, seed: int) -> Dataset:
-    """A Parquet file: the project's own format when it carries its header, else a table."""
+    """A Parquet file: the project's own format when it carries its header, a file written by
+    ``fedmetamal extract`` when it carries a feature-schema stamp, else a table."""
     if path.is_file() and read_header(path) is not None:
         return load_native(path, cfg, seed)
+    if is_extracted(path):
+        return load_extracted(path, cfg, seed)
     return load_parquet(path, cfg, seed)
 
 

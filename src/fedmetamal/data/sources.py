@@ -34,7 +34,7 @@ KNOWN_DATASETS: dict[str, str] = {
 
 #: Shared datasets: name -> (file below the shared data folder, label column, feature schema).
 _SHARED: dict[str, tuple[str, str, str]] = {
-    "pe-headers": ("pe-headers/dataset_malwares.csv", "Malware", "pe-headers"),
+    "pe-headers": ("pe-headers/dataset_malwares.csv", "Malware", "pe-header"),
 }
 
 
