@@ -31,3 +31,30 @@ def test_bench_sim_quick_prints_the_table(tmp_path: Path) -> None:
     assert {r["workload"] for r in results} == {"W-small", "W-wide", "W-device"}
     # both contenders trained the same model on the same batches
     assert all(r["parity_max_abs_diff"] < 1e-4 for r in results)
+
+
+SECAGG_SCRIPT = SCRIPT.with_name("bench_secagg.py")
+
+
+def test_bench_secagg_quick_prints_the_tables(tmp_path: Path) -> None:
+    out = tmp_path / "secagg.json"
+    proc = subprocess.run(
+        [sys.executable, str(SECAGG_SCRIPT), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| clients | k"))
+    for column in ("plain s/round", "secagg s/round", "secagg+ s/round", "target <= 3x"):
+        assert column in header
+    assert any(line.startswith("| clients | plain up / down") for line in lines)
+    results = json.loads(out.read_text())["results"]
+    assert [r["clients"] for r in results] == [4, 12]
+    # 12 clients: SecAgg+ (k = 8) ran beside the complete graph; secure rounds cost more bytes
+    big = results[1]
+    assert big["neighbours"] == 8 and "secagg+" in big
+    assert big["secagg"]["bytes_up"] > big["plain"]["bytes_up"]
+    assert all(big[m]["ratio"] > 0 for m in ("secagg", "secagg+"))

@@ -95,6 +95,19 @@ def _round_row(rec: RoundRecord) -> dict[str, Any]:
     }
     for k, v in (rec.metrics or {}).items():
         row[f"test_{k}"] = v
+    if rec.epsilon is not None:
+        row["epsilon"] = rec.epsilon
+    if rec.excluded:  # updates that failed validation: ids and reasons
+        row["excluded"] = {str(c): why for c, why in rec.excluded.items()}
+    if rec.skipped:
+        row["skipped"] = rec.skipped
+    if rec.secagg:
+        sa = rec.secagg
+        for key in ("survivors", "bytes_up", "bytes_down", "seconds_client", "seconds_server"):
+            if key in sa:
+                row[f"secagg_{key}"] = sa[key]
+        row["secagg_dropped"] = len(sa.get("dropped", []))
+        row["secagg_excluded"] = len(sa.get("excluded", {}))
     return row
 
 
@@ -182,8 +195,9 @@ def _write_models(rundir: RunDirectory, result: SimulationResult, fed: Federatio
         "final_metrics": {k: v for k, v in result.final_metrics.items() if v == v},
         "dataset": result.dataset.get("name"),
     }
-    if sim.privacy is not None:  # the accountant's history: epsilon can be recomputed/resumed
-        meta["privacy"] = sim.privacy.metadata()
+    dp_run = sim.privacy or sim.sample_dp
+    if dp_run is not None:  # the accountant's history: epsilon can be recomputed/resumed
+        meta["privacy"] = dp_run.metadata()
     if cfg.output.checkpoint:
         extra = {f"server.{k}": v for k, v in sim.state.server_state.items()}
         extra |= {f"client.{k}": v for k, v in sim.state.client_state.items()}

@@ -294,6 +294,12 @@ class AggregationConfig(_Strict):
         lt=1.0,
         description="fltrust: share of the training data the server holds as its root set",
     )
+    max_update_norm: float | None = Field(
+        None,
+        gt=0.0,
+        description="exclude (not clip) any client update whose L2 norm exceeds this before "
+        "aggregation; non-finite updates are always excluded",
+    )
 
 
 class AttackConfig(_Strict):
@@ -308,6 +314,7 @@ class AttackConfig(_Strict):
         "gaussian",
         "alie",
         "backdoor",
+        "malformed",
     ] = Field("none", description="what the malicious participants do")
     fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of malicious participants")
     scale: float = Field(10.0, gt=0.0, description="scale: factor applied to malicious updates")
@@ -324,16 +331,19 @@ class AttackConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    """Participant-level differential privacy (DP-FedAvg, McMahan et al. ICLR 2018): each
-    client's update is clipped and the server adds Gaussian noise to their uniform mean, so the
-    released model hides whether any one participant took part."""
+    """Differential privacy. ``participant``: DP-FedAvg (McMahan et al. ICLR 2018), each
+    client's update is clipped and Gaussian noise is added to their uniform mean, so the
+    released model hides whether any one participant took part. ``sample``: DP-SGD (Abadi et
+    al. CCS 2016) inside every participant, so the model hides any one training sample."""
 
-    mode: Literal["none", "participant"] = Field(
-        "none", description="none, or participant-level DP-FedAvg"
+    mode: Literal["none", "participant", "sample"] = Field(
+        "none", description="none, participant-level DP-FedAvg, or sample-level DP-SGD"
     )
-    clip: float = Field(1.0, gt=0.0, description="L2 bound of each client update")
+    clip: float = Field(
+        1.0, gt=0.0, description="L2 bound of each client update (sample: of each sample's grad)"
+    )
     noise_multiplier: float | None = Field(
-        None, ge=0.0, description="z: noise std is z * clip on the sum of clipped updates"
+        None, ge=0.0, description="z: noise std is z * clip on the sum of clipped vectors"
     )
     target_epsilon: float | None = Field(
         None,
@@ -355,16 +365,68 @@ class PrivacyConfig(_Strict):
     clip_count_stddev: float | None = Field(
         None, gt=0.0, description="sigma_b: noise on the unclipped count (default m/20)"
     )
+    noise_placement: Literal["central", "distributed"] = Field(
+        "central",
+        description="participant: the server adds the noise (central), or each of the m "
+        "reporting clients adds 1/m of its variance before masking (distributed)",
+    )
 
     @model_validator(mode="after")
     def _one_noise_setting(self) -> PrivacyConfig:
         both_or_neither = (self.noise_multiplier is None) == (self.target_epsilon is None)
-        if self.mode == "participant" and both_or_neither:
+        if self.mode != "none" and both_or_neither:
             raise ValueError(
-                "privacy mode participant needs exactly one of privacy.noise_multiplier "
+                f"privacy mode {self.mode} needs exactly one of privacy.noise_multiplier "
                 "and privacy.target_epsilon"
             )
+        if self.mode == "sample" and self.adaptive_clip:
+            raise ValueError(
+                "privacy.adaptive_clip applies to participant-level updates; set it to false "
+                "with privacy mode sample (the per-sample clip is privacy.clip)"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _placement_needs_participant(self) -> PrivacyConfig:
+        if self.noise_placement == "distributed" and self.mode != "participant":
+            raise ValueError(
+                "privacy.noise_placement distributed splits the participant-level noise over "
+                "the clients; use it with privacy mode participant"
+            )
+        return self
+
+
+class SecAggConfig(_Strict):
+    """Secure aggregation (Bonawitz et al. CCS 2017; SecAgg+ of Bell et al. CCS 2020 with
+    ``neighbours``): the server learns only the sum of the surviving clients' masked updates.
+    Simulated in-process, with the real protocol messages, cryptography and dropouts."""
+
+    enabled: bool = Field(False, description="aggregate client updates with secure aggregation")
+    threshold: int | None = Field(
+        None,
+        ge=1,
+        description="t: survivors needed to unmask (default a majority of the round's cohort, "
+        "or of each neighbourhood with neighbours)",
+    )
+    neighbours: int | None = Field(
+        None,
+        ge=2,
+        description="SecAgg+: each client masks with and shares to this many neighbours "
+        "(default: everyone, the complete graph)",
+    )
+    bits: int = Field(16, ge=1, le=31, description="quantisation bits per coordinate")
+    range: float | None = Field(
+        None,
+        gt=0.0,
+        description="coordinates are clipped to [-range, range] before encoding (default "
+        "0.5, or privacy.clip with participant DP plus room for distributed noise)",
+    )
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of each round's cohort that goes silent"
+    )
+    dropout_stage: Literal["advertise", "share_keys", "masked_input", "unmasking", "random"] = (
+        Field("masked_input", description="protocol stage the dropouts go silent at")
+    )
 
 
 class EvalConfig(_Strict):
@@ -402,6 +464,7 @@ class RunConfig(_Strict):
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    secagg: SecAggConfig = Field(default_factory=SecAggConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -172,3 +172,30 @@ def test_final_metric_vs_a_numeric_axis(tmp_path: Path) -> None:
     assert fig.png.read_bytes()[:8] == PNG_MAGIC
     assert fig.pdf.read_bytes()[:5] == b"%PDF-"
     assert numeric_axis_figures(res, tmp_path / "figs", "no_such_metric") == []
+
+
+def test_privacy_utility_curve_of_a_privacy_axis(tmp_path: Path) -> None:
+    """A ``privacy`` axis of DP modes and target epsilons gets a metric-vs-ε figure, with the
+    runs without DP drawn at ∞; a suite without that axis gets none."""
+    from fedmetamal.experiments.privacy_figure import privacy_figures
+    from fedmetamal.experiments.results import load_results
+
+    levels = [
+        (f"{mode} ε={e}", {"mode": mode, "target_epsilon": e})
+        for mode in ("participant", "sample")
+        for e in (1, 8)
+    ] + [("no DP", {"mode": "none"})]
+    fake = make_suite(
+        tmp_path / "s",
+        setting_axes=[("privacy", levels), ("partition.clients", [("10", 10), ("100", 100)])],
+        heterogeneity=False,
+        seeds=(0, 1),
+        suite_yaml=None,
+    )
+    res = load_results(fake.root)
+    figs = privacy_figures(res, tmp_path / "figs", ["roc_auc", "accuracy"])
+    assert [f.name for f in figs] == ["final_roc_auc_vs_epsilon", "final_accuracy_vs_epsilon"]
+    assert figs[0].png.read_bytes()[:8] == PNG_MAGIC
+    assert "no DP" in figs[0].caption or "∞" in figs[0].caption
+    plain = make_suite(tmp_path / "p", heterogeneity=False, seeds=(0,), suite_yaml=None)
+    assert privacy_figures(load_results(plain.root), tmp_path / "f2", ["roc_auc"]) == []

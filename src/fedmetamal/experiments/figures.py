@@ -362,6 +362,9 @@ def write_figures(
         if fig is not None:
             out.append(fig)
     out += numeric_axis_figures(res, figures_dir, primary)
+    from fedmetamal.experiments.privacy_figure import privacy_figures
+
+    out += privacy_figures(res, figures_dir, res.metrics[:2])
     keep = {p.name for f in out for p in (f.png, f.pdf)}
     for old in figures_dir.iterdir():
         if (

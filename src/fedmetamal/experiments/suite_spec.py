@@ -121,9 +121,10 @@ def method_axis(requested: str | None, keys: list[str]) -> str:
 def check_metrics(metrics: list[str]) -> list[str]:
     """The suite's metrics, each a known one, without repeats (order kept)."""
     from fedmetamal.fl.metrics import METRIC_NAMES, SEMI_METRIC_NAMES
+    from fedmetamal.privacy.accountant import PRIVACY_METRIC_NAMES
     from fedmetamal.sim.attacks import ATTACK_METRIC_NAMES
 
-    known = (*METRIC_NAMES, *SEMI_METRIC_NAMES, *ATTACK_METRIC_NAMES)
+    known = (*METRIC_NAMES, *SEMI_METRIC_NAMES, *ATTACK_METRIC_NAMES, *PRIVACY_METRIC_NAMES)
     if not metrics:
         raise ConfigError("metrics is empty.", f"Name at least one of: {', '.join(known)}.")
     for m in metrics:

@@ -23,6 +23,7 @@ from fedmetamal.models.networks import Generators, Network, masked_bce, weighted
 
 if TYPE_CHECKING:
     from fedmetamal.fl.semi.objective import SemiGroup
+    from fedmetamal.privacy.dp_sgd import SampleDP
 
 
 def local_step_count(n: int, batch_size: int, epochs: float, steps: int | None) -> int:
@@ -102,6 +103,7 @@ def local_train(
     generator: Generators = None,
     out: torch.Tensor | None = None,
     semi: SemiGroup | None = None,
+    dp: SampleDP | None = None,
 ) -> tuple[ClientOutput, State]:
     """Train C clients from the global model; returns their outputs and new persistent state.
 
@@ -137,6 +139,15 @@ def local_train(
     for batch in batches:
         with torch.no_grad():
             correction = algorithm.gradient_correction(params, ctx, client_state)
+        if dp is not None:
+            if flat_grad is None:
+                flat_grad = torch.empty_like(params)
+            losses = _private_step(network, params, batch, dp, flat_grad)
+            with torch.no_grad():
+                velocity = _apply_gradient(params, flat_grad, ctx, correction, velocity, batch)
+            steps += batch.active
+            loss_sum.addcmul_(losses, batch.active)
+            continue
         leaves = {k: v.detach().requires_grad_(True) for k, v in named.items()}
         p = {**leaves, _FIRST_WEIGHT: w0}
         x, y, weights = batch.x, batch.y, None
@@ -172,16 +183,7 @@ def local_train(
                     grad_views[_FIRST_WEIGHT].copy_(torch.bmm(x_t, g_z, out=w0_grad))
                 for k, gk in zip(named, grads, strict=True):
                     grad_views[k].copy_(gk)
-                g = flat_grad
-                if ctx.weight_decay > 0:
-                    g.add_(params, alpha=ctx.weight_decay)
-                if correction is not None:
-                    g.add_(correction)
-                act = batch.active.unsqueeze(-1)
-                if velocity is not None:
-                    velocity = torch.where(act > 0, ctx.momentum * velocity + g, velocity)
-                    g = velocity
-                params.addcmul_(act, g, value=-ctx.lr)
+                velocity = _apply_gradient(params, flat_grad, ctx, correction, velocity, batch)
             steps += batch.active
             loss_sum.addcmul_(losses.detach(), batch.active)
     with torch.no_grad():
@@ -195,6 +197,41 @@ def local_train(
             extras=extras,
         )
     return result, new_state
+
+
+def _apply_gradient(
+    params: torch.Tensor,
+    g: torch.Tensor,
+    ctx: RoundContext,
+    correction: torch.Tensor | None,
+    velocity: torch.Tensor | None,
+    batch: Batch,
+) -> torch.Tensor | None:
+    """One SGD step of the active clients from a flat (C, P) gradient ``g`` (overwritten):
+    weight decay, the algorithm's correction and momentum first. Returns the new velocity."""
+    if ctx.weight_decay > 0:
+        g.add_(params, alpha=ctx.weight_decay)
+    if correction is not None:
+        g.add_(correction)
+    act = batch.active.unsqueeze(-1)
+    if velocity is not None:
+        velocity = torch.where(act > 0, ctx.momentum * velocity + g, velocity)
+        g = velocity
+    params.addcmul_(act, g, value=-ctx.lr)
+    return velocity
+
+
+def _private_step(
+    network: Network, params: torch.Tensor, batch: Batch, dp: SampleDP, out: torch.Tensor
+) -> torch.Tensor:
+    """DP-SGD: the private gradient into ``out``; returns the batch's mean loss per client
+    (a simulation diagnostic, not a released quantity)."""
+    from fedmetamal.privacy.dp_sgd import private_gradient
+
+    named = network.spec.unflatten(params.detach())
+    private_gradient(network, named, batch.x, batch.y, batch.mask, dp, out)
+    with torch.no_grad():
+        return masked_bce(network.forward_named(named, batch.x), batch.y, batch.mask)
 
 
 @torch.no_grad()

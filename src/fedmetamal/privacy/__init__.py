@@ -1,7 +1,6 @@
-"""Differential privacy for federated training: participant-level DP-FedAvg.
-
-See :mod:`fedmetamal.privacy.dp` for the mechanism and :mod:`fedmetamal.privacy.accountant`
-for the privacy accounting.
+"""Privacy for federated training: participant-level DP-FedAvg (:mod:`.dp`), sample-level
+DP-SGD at each participant (:mod:`.dp_sgd`), their accounting (:mod:`.accountant`) and secure
+aggregation (:mod:`.secagg`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from opacus.accountants.utils import get_noise_multiplier
 from fedmetamal.errors import ConfigError
 
 AccountantKind = Literal["rdp", "prv"]
+#: Metrics a DP run reports every evaluated round (``clip``: with adaptive clipping only).
+PRIVACY_METRIC_NAMES: tuple[str, ...] = ("epsilon", "delta", "clip")
 
 
 class PrivacyAccountant:

@@ -19,6 +19,9 @@ stream) misbehave in one of two ways:
   of all sampled clients' deltas (coordinate-wise, std with no Bessel correction), with
   s = floor(n/2 + 1) - f and z = Phi^-1((n - s) / n) for n sampled and f malicious clients —
   the largest shift that still hides among the honest majority for median-style defences.
+  ``malformed`` sends a corrupted upload: the honest delta with a seeded 1 % of its
+  coordinates (at least two) set to NaN and +/-inf, which the runtime's update validation
+  (``sim/update_checks.py``) must exclude before it poisons the mean.
 
 Everything is deterministic from the run seed and independent of how clients are grouped.
 """
@@ -45,7 +48,7 @@ benign) or a ``targeted-flip`` attack with family metadata (target family's test
 scored benign)."""
 
 DATA_ATTACKS = frozenset({"label-flip", "targeted-flip", "backdoor"})
-UPDATE_ATTACKS = frozenset({"sign-flip", "scale", "gaussian", "alie"})
+UPDATE_ATTACKS = frozenset({"sign-flip", "scale", "gaussian", "alie", "malformed"})
 
 #: Seed streams of the attack's random choices (who is malicious, trigger, noise).
 ATTACK_STREAM, ATTACK_NOISE_STREAM = 0xA77A, 0xA77B
@@ -254,6 +257,17 @@ def attack_deltas(
             )
             noise = torch.randn(delta.shape[1], generator=gen, dtype=delta.dtype)
             delta[int(r)] = noise.to(delta.device) * cfg.noise_std
+    elif kind == "malformed":
+        p = delta.shape[1]
+        for r in rows:
+            gen = torch.Generator().manual_seed(
+                round_seed(seed, round_index, ATTACK_NOISE_STREAM, int(clients[r]))
+            )
+            hit = torch.randperm(p, generator=gen)[: max(2, p // 100)].to(delta.device)
+            bad = torch.full((len(hit),), float("nan"), dtype=delta.dtype, device=delta.device)
+            bad[1::3] = float("inf")
+            bad[2::3] = float("-inf")
+            delta[int(r), hit] = bad
     elif kind == "alie":
         z = alie_z(delta.shape[0], len(rows))
         mean = delta.mean(0)

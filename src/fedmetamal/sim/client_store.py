@@ -17,6 +17,7 @@ from fedmetamal.data.federation import Federation
 from fedmetamal.fl.local import Batch, batch_plan, cycling_plan, local_step_count, semi_step_count
 from fedmetamal.fl.schedule import SHUFFLE_STREAM, round_seed
 from fedmetamal.fl.semi.streams import UNLABELLED_STREAM
+from fedmetamal.privacy.dp_sgd import POISSON_STREAM, poisson_plan
 
 
 def _rows(parts: list[np.ndarray], d: int, device: torch.device) -> torch.Tensor:
@@ -99,16 +100,32 @@ class ClientStore:
         n_steps: Sequence[int],
         seed: int,
         round_index: int,
+        poisson: bool = False,
     ) -> Iterator[Batch]:
-        """Yield each local step's batch for ``clients`` (the same samples however grouped)."""
+        """Yield each local step's batch for ``clients`` (the same samples however grouped).
+
+        ``poisson``: each row joins each step independently with probability batch_size / n
+        (DP-SGD's sampling); batches are padded to the largest drawn, and may be empty.
+        """
         n_c, total = len(clients), max(n_steps)
+        plans = []
+        for j, c in enumerate(clients):
+            if poisson:
+                stream = POISSON_STREAM
+                gen = torch.Generator().manual_seed(round_seed(seed, round_index, stream, c))
+                plans.append(poisson_plan(int(self.sizes[c]), batch_size, n_steps[j], gen))
+            else:
+                gen = torch.Generator().manual_seed(
+                    round_seed(seed, round_index, SHUFFLE_STREAM, c)
+                )
+                plans.append(batch_plan(int(self.sizes[c]), batch_size, n_steps[j], gen))
+        if poisson:  # padded width: the largest batch drawn (at least one column)
+            batch_size = max([1] + [len(rows) for plan in plans for rows in plan])
         idx = np.zeros((total, n_c, batch_size), dtype=np.int64)
         mask = np.zeros((total, n_c, batch_size), dtype=np.float32)
         active = np.zeros((total, n_c), dtype=np.float32)
         for j, c in enumerate(clients):
-            gen = torch.Generator().manual_seed(round_seed(seed, round_index, SHUFFLE_STREAM, c))
-            plan = batch_plan(int(self.sizes[c]), batch_size, n_steps[j], gen)
-            for s, rows in enumerate(plan):
+            for s, rows in enumerate(plans[j]):
                 idx[s, j, : len(rows)] = rows + self.offsets[c]
                 mask[s, j, : len(rows)] = 1.0
                 active[s, j] = 1.0

@@ -85,7 +85,11 @@ class RoundPrivacy:
             return torch.Generator().manual_seed(round_seed(seed, r, DP_NOISE_STREAM))
 
         self.aggregator = DPAggregator(
-            p.clip, sum_multiplier, generator, record_norms=p.adaptive_clip
+            p.clip,
+            sum_multiplier,
+            generator,
+            record_norms=p.adaptive_clip,
+            placement=p.noise_placement,
         )
         sim.algorithm.aggregator = self.aggregator
 
@@ -143,6 +147,7 @@ class RoundPrivacy:
             "sample_rate": self.sample_rate,
             "delta": self.cfg.delta,
             "accountant": self.cfg.accountant,
+            "noise_placement": self.cfg.noise_placement,
             "epsilon": self.epsilon(),
             "history": self.accountant.history,
         }

@@ -29,7 +29,7 @@ import torch
 from fedmetamal.config import RunConfig
 from fedmetamal.data.federation import Federation
 from fedmetamal.errors import TrainingDivergedError
-from fedmetamal.fl.aggregate import check_aggregation
+from fedmetamal.fl.aggregate import check_aggregation, required_clients, resolve_byzantine
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
 from fedmetamal.fl.registry import build_algorithm
@@ -42,7 +42,16 @@ from fedmetamal.sim.attacks import Attack
 from fedmetamal.sim.client_store import ClientStore
 from fedmetamal.sim.evaluate import Evaluator
 from fedmetamal.sim.round_privacy import RoundPrivacy, dp_enabled
+from fedmetamal.sim.sample_privacy import SamplePrivacy, sample_dp_enabled
+from fedmetamal.sim.secure_round import (
+    RoundSkipped,
+    SecureAggregator,
+    check_secagg_config,
+    secagg_enabled,
+    secure_aggregator,
+)
 from fedmetamal.sim.server_data import root_set, server_set
+from fedmetamal.sim.update_checks import check_updates, select_rows
 
 #: Bytes one local step of an ``auto`` group touches per client on a CPU (its parameters and
 #: its input batch) are kept under this. Measured with ``benchmarks/bench_sim.py`` on 2 cores
@@ -79,6 +88,8 @@ def group_size(
         if threads == 1 and 6 * p * b > SINGLE_THREAD_LOOP_FLOPS:
             return 1
         size = max(1, min(size, GROUP_STEP_BYTES // (4 * (p + b * d))))
+    if cfg.privacy.mode == "sample":  # per-sample gradients: (C, B, P) floats, with headroom
+        size = max(1, min(size, GROUP_STEP_BYTES * 8 // (2 * 4 * p * b)))
     if cfg.runtime.max_batched_clients:
         size = min(size, cfg.runtime.max_batched_clients)
     return size
@@ -95,8 +106,15 @@ class RoundRecord:
     seconds: float
     metrics: dict[str, float] | None = None
     client_metrics: list[dict[str, Any]] | None = None
-    #: Privacy spent after this round (``privacy.mode`` participant only; else None).
+    #: Privacy spent after this round (with ``privacy.mode`` participant or sample; else None).
     epsilon: float | None = None
+    #: Clients whose updates failed validation (client id -> reason), if any.
+    excluded: dict[int, str] | None = None
+    #: Secure aggregation (``secagg.enabled``): cohort, threshold, survivors, dropped and
+    #: excluded clients, bytes up / down, seconds (see ``sim/secure_round.py``).
+    secagg: dict[str, Any] | None = None
+    #: Why the round left the global model unchanged (too few valid updates or survivors).
+    skipped: str | None = None
 
 
 @dataclass
@@ -146,6 +164,8 @@ class Simulation:
         self.store = ClientStore.from_federation(
             fed, self.device, self.algorithm.pooled, unlabelled=self.objective.uses_unlabelled
         )
+        #: Sample-level DP (DP-SGD at every participant): set up, and refused, before training.
+        self.sample_dp = SamplePrivacy(cfg, self.store.sizes) if sample_dp_enabled(cfg) else None
         self.network = Network.from_config(cfg.model, fed.n_features)
         self.evaluator = Evaluator(
             fed, self.device, cfg.evaluation.per_client, threshold=cfg.semi.threshold
@@ -169,6 +189,14 @@ class Simulation:
                 "last_delta": torch.zeros((n_total, p), device=self.device),
                 "has_history": torch.zeros(n_total, dtype=torch.bool, device=self.device),
             }
+        #: Secure aggregation (``cfg.secagg``): refused before training when it cannot run,
+        #: else it replaces the algorithm's (mean or DP) aggregator.
+        self.secure: SecureAggregator | None = None
+        if secagg_enabled(cfg):
+            check_secagg_config(cfg, per_round, self.objective.uses_helpers)
+            self.secure = secure_aggregator(self)
+        #: What the current round's pipeline did (validation, secure aggregation, skipping).
+        self._notes: dict[str, Any] = {}
         #: The sampled clients' parameters while they train, then their deltas: reused across
         #: rounds (a fresh (clients, P) tensor a round costs page faults worth a few % of a round).
         self._work = torch.empty(0, device=self.device)
@@ -205,7 +233,7 @@ class Simulation:
                 )
                 for c in clients
             ]
-        group = None
+        group, dp = None, None
         if semi:
             batches = self.store.semi_batches(
                 clients,
@@ -219,11 +247,23 @@ class Simulation:
             n = self.store.sizes[clients] + self.store.sizes_u[clients]
             group = self._semi_group(clients, idx, r)
         else:
-            batches = self.store.batches(clients, t.batch_size, n_steps, self.cfg.seed, r)
+            dp = self.sample_dp.group(clients, r) if self.sample_dp is not None else None
+            batches = self.store.batches(
+                clients, t.batch_size, n_steps, self.cfg.seed, r, poisson=dp is not None
+            )
             n = self.store.sizes[clients]
         sizes = torch.as_tensor(n, device=self.device)
         out, new_state = local_train(
-            self.network, self.algorithm, ctx, batches, cstate, sizes, gen, out=work, semi=group
+            self.network,
+            self.algorithm,
+            ctx,
+            batches,
+            cstate,
+            sizes,
+            gen,
+            out=work,
+            semi=group,
+            dp=dp,
         )
         for k, v in new_state.items():
             self.state.client_state[k][idx] = v
@@ -280,9 +320,13 @@ class Simulation:
         )
         if self.privacy is not None and len(sampled):
             self.privacy.check_next_round(r)
+        if self.sample_dp is not None:
+            self.sample_dp.check_next_round(r, sampled)
         train_loss = self._clients_round(sampled, ctx, r) if len(sampled) else float("nan")
         if self.privacy is not None and len(sampled):
             self.privacy.account()
+        if self.sample_dp is not None:
+            self.sample_dp.account(sampled)
         if self.server_set is not None:
             params, server_loss = server_finetune(
                 self.network,
@@ -300,17 +344,22 @@ class Simulation:
             self.state.params = params
         self.state.round = r + 1
         record = RoundRecord(r + 1, sampled.tolist(), lr, train_loss, time.perf_counter() - t0)
-        if self.privacy is not None:
-            record.epsilon = self.privacy.epsilon()
+        record.excluded, record.secagg, record.skipped = (
+            self._notes.pop(k, None) for k in ("excluded", "secagg", "skipped")
+        )
+        dp_run = self.privacy or self.sample_dp
+        if dp_run is not None:
+            record.epsilon = dp_run.epsilon()
         every = self.cfg.evaluation.every
         if (r + 1) % every == 0 or r + 1 == t.rounds:
             record.metrics = self.evaluator.global_metrics(self.network, self.state.params)
             if record.metrics is None:
                 raise self._diverged(r)
-            if self.privacy is not None:
+            if dp_run is not None:
                 record.metrics["epsilon"] = float(record.epsilon or 0.0)
                 record.metrics["delta"] = self.cfg.privacy.delta
-                if self.cfg.privacy.adaptive_clip:  # the clip this round's updates were cut to
+                # with adaptive clipping: the clip this round's updates were cut to
+                if self.privacy is not None and self.cfg.privacy.adaptive_clip:
                     record.metrics["clip"] = float(self.privacy.round_clip)
             if self.cfg.evaluation.per_client:
                 record.client_metrics = self.evaluator.client_metrics(
@@ -319,7 +368,9 @@ class Simulation:
         return record
 
     def _clients_round(self, sampled: np.ndarray, ctx: RoundContext, r: int) -> float:
-        """Train the sampled clients, apply the server update; the clients' mean loss."""
+        """Train the sampled clients, validate their updates, apply the server update (unless
+        too few valid updates or secure-aggregation survivors remain); the clients' mean loss.
+        """
         t = self.cfg.training
         size = group_size(self.cfg, self.network, len(sampled), self.device)
         shape = (len(sampled), self.network.num_params)
@@ -332,6 +383,23 @@ class Simulation:
         out = outputs[0] if len(outputs) == 1 else ClientOutput.stack(outputs, self._work)
         if not self.algorithm.pooled:  # the centralised baseline has no participants
             self.attack.apply_updates(out.delta, sampled, r)
+            # under secure aggregation the checks run on the clients: malicious ones skip them
+            skip = np.isin(sampled, self.malicious) if self.secure is not None else None
+            check = check_updates(
+                out.delta, sampled, self.cfg.aggregation.max_update_norm, unchecked=skip
+            )
+            if not check.all_pass:
+                if check.non_finite == len(sampled):  # every client blew up: not an attack
+                    raise self._diverged(r)
+                self._notes["excluded"] = check.excluded
+                need = self._fewest_updates(len(check.keep))
+                if len(check.keep) < need:
+                    self._notes["skipped"] = (
+                        f"only {len(check.keep)} of {len(sampled)} updates passed validation; "
+                        f"aggregation '{self.cfg.aggregation.kind}' needs {need}"
+                    )
+                    return float(out.train_loss.nanmean())
+                out, sampled = select_rows(out, check.keep), sampled[check.keep]
         weights = out.num_samples if t.weighting == "samples" else torch.ones_like(out.num_samples)
         train_loss = float((weights * out.train_loss).sum() / weights.sum())
         if self.root_set is not None:  # FLTrust: the server's own update on its root set
@@ -345,9 +413,20 @@ class Simulation:
                 seed=self.cfg.seed,
             )
             self.algorithm.aggregator.root_update = root_params - self.state.params
-        new_params, new_server = self.algorithm.server_update(
-            self.state.params, self.state.server_state, out, weights, self.store.n_clients
-        )
+        if self.secure is not None:
+            self.secure.clients, self.secure.last = sampled, None
+            malformed = self.attack.active and self.cfg.attack.kind == "malformed"
+            self.secure.tampering = set(self.malicious) if malformed else set()
+        try:
+            new_params, new_server = self.algorithm.server_update(
+                self.state.params, self.state.server_state, out, weights, self.store.n_clients
+            )
+        except RoundSkipped as skip:  # the global model and server state stay as they were
+            self._notes["skipped"] = skip.reason
+            return train_loss
+        finally:
+            if self.secure is not None:
+                self._notes["secagg"] = self.secure.last
         if not (np.isfinite(train_loss) and bool(torch.isfinite(new_params).all())):
             raise self._diverged(r)
         if self.objective.uses_helpers:
@@ -358,6 +437,12 @@ class Simulation:
         self.state.params = new_params
         self.state.server_state = unaliased(new_server, self._work)
         return train_loss
+
+    def _fewest_updates(self, n: int) -> int:
+        """Valid updates the aggregation rule needs in a round where n remain (1 for the mean)."""
+        agg = self.cfg.aggregation
+        known = len(self.malicious) if self.attack.active else None
+        return required_clients(agg, resolve_byzantine(n, agg.byzantine, known), n)
 
     def _diverged(self, r: int) -> TrainingDivergedError:
         t = self.cfg.training
