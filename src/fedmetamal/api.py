@@ -189,6 +189,10 @@ def _write_models(rundir: RunDirectory, result: SimulationResult, fed: Federatio
     from fedmetamal.models.export import export_onnx
 
     cfg, sim = result.config, result.simulation
+    if not (cfg.output.checkpoint or cfg.output.onnx):
+        return
+    schema = _feature_schema(fed)
+    threshold = _validation_threshold(result, fed)
     meta = {
         "algorithm": cfg.algorithm.name,
         "rounds": len(result.history),
@@ -208,7 +212,7 @@ def _write_models(rundir: RunDirectory, result: SimulationResult, fed: Federatio
             result.preprocessor,
             fed.feature_names,
             extra_tensors=extra,
-            metadata=meta,
+            metadata={**meta, "feature_schema": schema, "threshold": threshold},
         )
     if cfg.output.onnx:
         export_onnx(
@@ -218,4 +222,63 @@ def _write_models(rundir: RunDirectory, result: SimulationResult, fed: Federatio
             result.preprocessor,
             fed.feature_names,
             metadata=meta,
+            feature_schema=schema,
+            threshold=threshold,
         )
+
+
+def _feature_schema(fed: Federation) -> dict[str, Any] | None:
+    """The feature schema (name, version, columns) the data was extracted with, if known.
+
+    Extracted datasets carry the full stamp; shared tables only the schema's name, which the
+    registry resolves. A name the registry lacks (``ember-v3`` from vectorised EMBER files) is
+    kept with the model's own columns, so scanning can name it when it refuses. Synthetic data
+    has none, and a model trained on it cannot scan files.
+    """
+    import re
+
+    from fedmetamal.errors import DataError
+    from fedmetamal.features.schema import get_schema
+
+    info = fed.test.info
+    if isinstance(info.get("feature_schema"), dict):
+        return dict(info["feature_schema"])
+    name = info.get("schema")
+    if not isinstance(name, str):
+        return None
+    try:
+        return get_schema(name).describe()
+    except DataError:
+        pass
+    version = re.search(r"-v(\d+)$", name)
+    return {
+        "name": name,
+        "version": int(version.group(1)) if version else None,
+        "columns": list(fed.feature_names),
+    }
+
+
+def _validation_threshold(result: SimulationResult, fed: Federation) -> dict[str, Any]:
+    """The decision threshold at :data:`~fedmetamal.detect.threshold.TARGET_FPR`, chosen on the
+    clients' pooled local test splits: held out from training, and disjoint from the global
+    test set whose metrics the run reports (see docs/detect.md)."""
+    import numpy as np
+
+    from fedmetamal.detect.threshold import choose_threshold
+    from fedmetamal.sim.evaluate import predict
+
+    parts = [c.test for c in fed.clients if c.test.n_samples]
+    if not parts:
+        return choose_threshold(np.zeros(0), np.zeros(0), source="none: no client test splits")
+    network = result.simulation.network
+    # client by client: pooling the features first would copy every local split at once
+    scores = np.concatenate(
+        [
+            predict(network, result.params, torch.from_numpy(np.ascontiguousarray(p.X)))
+            for p in parts
+        ]
+    )
+    y = np.concatenate([p.y for p in parts])
+    return choose_threshold(
+        scores[y == 0], scores[y == 1], source="pooled client validation (local test splits)"
+    )

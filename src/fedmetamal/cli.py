@@ -23,9 +23,11 @@ from fedmetamal.cli_common import (
     config_from_flags,
     console,
 )
+from fedmetamal.cli_data import data_app
 from fedmetamal.cli_experiment import experiment_app
 from fedmetamal.cli_extract import extract
 from fedmetamal.cli_federation import federation_app
+from fedmetamal.cli_scan import scan
 from fedmetamal.config import ConfigError, build_config
 from fedmetamal.errors import FedMetaMalError
 
@@ -35,11 +37,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(federation_app, name="federation")
 app.add_typer(experiment_app, name="experiment")
 app.command()(extract)
+app.command()(scan)
 
 _state = {"debug": False}
 
@@ -167,33 +169,6 @@ def show_config(
 
     cfg = load_config(config) if config else build_config({})
     print(dump_config(cfg), end="")
-
-
-@data_app.command("info")
-def data_info(
-    source: Annotated[str, typer.Argument(help="'synthetic', 'pe-headers' or a path.")],
-    label_column: LabelColumnOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """Load a dataset and report its size, classes, metadata and the loader's findings."""
-    from fedmetamal.data.sources import load_dataset
-
-    cfg = build_config({"dataset": {"source": source, "label_column": label_column}})
-    ds = load_dataset(cfg.dataset, cfg.seed)
-    info = {**ds.describe(), "report": ds.info}
-    if as_json:
-        print(json.dumps(info, default=str, indent=2))
-        return
-    Console().print_json(json.dumps(info, default=str))
-
-
-@data_app.command("list")
-def data_list() -> None:
-    """List the built-in dataset names."""
-    from fedmetamal.data.sources import KNOWN_DATASETS
-
-    for key, text in KNOWN_DATASETS.items():
-        print(f"{key:12s} {text}")
 
 
 @app.command()

@@ -13,9 +13,13 @@ import torch
 from fedmetamal.data.preprocess import Preprocessor
 from fedmetamal.errors import DataError
 from fedmetamal.models.export import (
+    GRADIENT_NAME,
     INPUT_NAME,
+    LOGIT_NAME,
     OUTPUT_NAME,
     DetectorModule,
+    ExplainingDetector,
+    baseline_features,
     export_onnx,
     onnx_metadata,
     onnx_scores,
@@ -24,6 +28,7 @@ from fedmetamal.models.export import (
 from fedmetamal.models.networks import Network
 
 D = 12
+SCHEMA = {"name": "test-schema", "version": 3, "columns": [f"feature_{i}" for i in range(D)]}
 # Each export costs seconds (the exporter rebuilds its op registry every call), so two models
 # cover the graph's ops: logistic regression, and an MLP with GELU, LayerNorm and dropout.
 NETWORKS = {
@@ -72,7 +77,16 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     pre = _preprocessor()
     path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
     names = [f"feature_{i}" for i in range(D)]
-    export_onnx(path, net, params, pre, names, metadata={"round": 7, "run": "test"})
+    export_onnx(
+        path,
+        net,
+        params,
+        pre,
+        names,
+        metadata={"round": 7, "run": "test"},
+        feature_schema=SCHEMA,
+        threshold={"value": 0.75, "target_fpr": 0.01},
+    )
     return Exported(path, net, params, pre)
 
 
@@ -108,9 +122,11 @@ def test_dynamic_batch(exported: Exported, rows: int) -> None:
 
 def test_graph_interface_and_metadata(exported: Exported) -> None:
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
-    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    (inp,), (out, logit, grad) = session.get_inputs(), session.get_outputs()
     assert inp.name == INPUT_NAME and inp.shape[1] == D and not isinstance(inp.shape[0], int)
     assert out.name == OUTPUT_NAME and len(out.shape) == 1
+    assert logit.name == LOGIT_NAME and len(logit.shape) == 1
+    assert grad.name == GRADIENT_NAME and grad.shape[1] == D
     meta = onnx_metadata(exported.path)
     assert meta["format"] == "fedmetamal-detector"
     assert meta["feature_names"] == [f"feature_{i}" for i in range(D)]
@@ -118,6 +134,59 @@ def test_graph_interface_and_metadata(exported: Exported) -> None:
     assert meta["model"]["kind"] == exported.network.describe()["kind"]
     assert meta["model"]["log_features"] == D // 2
     assert meta["user"] == {"round": 7, "run": "test"}
+    assert meta["feature_schema"] == SCHEMA
+    assert meta["threshold"] == {"value": 0.75, "target_fpr": 0.01}
+    pre = exported.preprocessor
+    assert meta["explain"]["mean"] == pytest.approx(pre.mean.tolist())
+    assert meta["explain"]["log_mask"] == pre.log_mask.tolist()
+
+
+def test_onnx_gradient_matches_autograd(exported: Exported) -> None:
+    """The explicit backward pass in the graph is the derivative autograd computes."""
+    X = _features(400, seed=5)
+    session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    _, logit, grad = session.run(None, {INPUT_NAME: X})
+    module = DetectorModule(exported.network, exported.params, exported.preprocessor).double()
+    x = torch.from_numpy(X.astype(np.float64)).requires_grad_(True)
+    logged = torch.sign(x) * torch.log1p(torch.abs(x))
+    z = (torch.where(module.log_mask, logged, x) - module.mean) / module.std
+    ref_logit = module.mlp(z).squeeze(-1)
+    (ref,) = torch.autograd.grad(ref_logit.sum(), x)
+    np.testing.assert_allclose(logit, ref_logit.detach().numpy(), atol=1e-4, rtol=1e-5)
+    # autograd says 0 at x = 0 for logged features (through sign); compare x * grad there
+    ref_gi, got_gi = (ref * x).detach().numpy(), grad * X
+    scale = np.abs(ref_gi).max(axis=1, keepdims=True)
+    assert np.all(np.abs(got_gi - ref_gi) <= 1e-3 * scale + 1e-6)
+    nonzero = X != 0
+    ref_np = ref.numpy()
+    rel = np.abs(grad[nonzero] - ref_np[nonzero]) / (np.abs(ref_np[nonzero]) + 1e-6)
+    assert np.median(rel) < 1e-4
+
+
+def test_explaining_module_probability_equals_detector() -> None:
+    net = NETWORKS["mlp-gelu-layernorm"]
+    params = net.init(torch.Generator().manual_seed(1))
+    x = torch.from_numpy(_features(64))
+    with torch.no_grad():
+        p, logit, _ = ExplainingDetector(net, params, _preprocessor())(x)
+        expected = DetectorModule(net, params, _preprocessor())(x)
+    torch.testing.assert_close(p, expected)
+    torch.testing.assert_close(torch.sigmoid(logit), expected)
+
+
+def test_baseline_maps_to_the_mean() -> None:
+    pre = _preprocessor()
+    np.testing.assert_allclose(pre.apply(baseline_features(pre)[None])[0], 0.0, atol=1e-3)
+
+
+def test_threshold_out_of_range_is_refused(tmp_path: Path) -> None:
+    net = NETWORKS["logreg"]
+    params = torch.zeros(net.num_params)
+    names = [f"feature_{i}" for i in range(D)]
+    with pytest.raises(ValueError, match="threshold value"):
+        export_onnx(
+            tmp_path / "m.onnx", net, params, _preprocessor(), names, threshold={"value": 2}
+        )
 
 
 def test_wrong_width_is_refused(exported: Exported) -> None:
