@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from fedmetamal.cli import main
+from fedmetamal.cli import run as run_cli
 
 SMALL = [
     "simulate",
@@ -26,15 +27,6 @@ SMALL = [
     "--rounds",
     "2",
 ]
-
-
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["fedmetamal", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _table(tmp_path: Path, name: str, frame: pd.DataFrame) -> Path:
@@ -64,14 +56,14 @@ def test_module_entry_point_help() -> None:
 def test_every_command_has_help(
     command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli([*command, "--help"], monkeypatch) == 0
+    assert run_cli([*command, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out
 
 
 def test_simulate_writes_a_complete_run_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run_cli([*SMALL, "--output", str(tmp_path), "--name", "r1", "--json"], monkeypatch)
+    code = run_cli([*SMALL, "--output", str(tmp_path), "--name", "r1", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     run = tmp_path / "r1"
@@ -101,7 +93,7 @@ def test_simulate_writes_a_complete_run_directory(
 def test_simulate_prints_metrics_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli([*SMALL, "--output", str(tmp_path)], monkeypatch) == 0
+    assert run_cli([*SMALL, "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "roc_auc" in out and "tpr_at_1pct_fpr" in out and "run directory" in out
 
@@ -109,7 +101,7 @@ def test_simulate_prints_metrics_table(
 def test_algorithms_lists_every_algorithm(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli(["algorithms"], monkeypatch) == 0
+    assert run_cli(["algorithms"]) == 0
     out = capsys.readouterr().out
     for name in ("fedavg", "fedprox", "scaffold", "fednova", "fedyogi", "centralised"):
         assert name in out
@@ -118,7 +110,7 @@ def test_algorithms_lists_every_algorithm(
 def _error(
     args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> str:
-    code = run_cli(args, monkeypatch)
+    code = run_cli(args)
     err = capsys.readouterr().err
     assert code != 0
     assert "Traceback" not in err

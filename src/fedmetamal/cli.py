@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -175,6 +176,21 @@ def show_config(
 def version() -> None:
     """Print the version."""
     print(__version__)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run ``fedmetamal ARGV`` in this process and return its exit status (for embedding the
+    command in another program, and for tests)."""
+    saved = sys.argv
+    sys.argv = ["fedmetamal", *argv]
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
 
 
 def main() -> None:

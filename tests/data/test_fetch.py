@@ -13,7 +13,6 @@ import io
 import json
 import re
 import socket
-import sys
 import tarfile
 import threading
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedmetamal.cli import main
+from fedmetamal.cli import run as run_cli
 from fedmetamal.config import DatasetConfig
 from fedmetamal.data import catalog
 from fedmetamal.data.catalog import CATALOG, RemoteDataset
@@ -417,15 +416,6 @@ def test_folder_not_made_by_fetch_is_never_overwritten(
 # --------------------------------------------------------------------------- the command
 
 
-def _run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["fedmetamal", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_fetch_command_fetches_then_says_already_fetched(
     server: FixtureServer,
     tmp_path: Path,
@@ -436,11 +426,11 @@ def test_fetch_command_fetches_then_says_already_fetched(
     entry = _entry("ember2018", server, body)
     monkeypatch.setitem(catalog.CATALOG, "ember2018", dataclasses.replace(entry, base_url=None))
     monkeypatch.setenv("FEDMETAMAL_DATA", str(tmp_path))
-    assert _run(["data", "fetch", "ember2018", "--url", server.url, "-q"], monkeypatch) == 0
+    assert run_cli(["data", "fetch", "ember2018", "--url", server.url, "-q"]) == 0
     out = capsys.readouterr().out
     assert "fetched into" in out and hashlib.sha256(body).hexdigest() in out
     assert "use it with --dataset" in out
-    assert _run(["data", "fetch", "EMBER2018", "--url", server.url, "-q"], monkeypatch) == 0
+    assert run_cli(["data", "fetch", "EMBER2018", "--url", server.url, "-q"]) == 0
     assert "already fetched and verified" in capsys.readouterr().out
 
 
@@ -448,7 +438,7 @@ def test_fetch_command_reports_network_failure_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/x"
-    code = _run(["data", "fetch", "ember2018", "--dir", str(tmp_path), "--url", url], monkeypatch)
+    code = run_cli(["data", "fetch", "ember2018", "--dir", str(tmp_path), "--url", url])
     err = capsys.readouterr().err
     assert code == 2
     assert "error:" in err and "Cannot reach" in err and "Traceback" not in err
@@ -457,5 +447,5 @@ def test_fetch_command_reports_network_failure_in_one_line(
 def test_fetch_command_suggests_a_close_name(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert _run(["data", "fetch", "ember2019", "--dir", str(tmp_path)], monkeypatch) == 2
+    assert run_cli(["data", "fetch", "ember2019", "--dir", str(tmp_path)]) == 2
     assert "Did you mean 'ember2018'" in capsys.readouterr().err

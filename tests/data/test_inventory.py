@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fedmetamal.cli import main
+from fedmetamal.cli import run as run_cli
 from fedmetamal.config import DatasetConfig
 from fedmetamal.data.dataset import Dataset
 from fedmetamal.data.fetch import MARKER
@@ -19,15 +18,6 @@ from fedmetamal.data.loaders_native import save_dataset
 from fedmetamal.data.sources import load_dataset
 from fedmetamal.features.dataset_file import arrow_schema, write_rows
 from fedmetamal.features.schema import get_schema
-
-
-def _run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["fedmetamal", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _labelled_csv(path: Path) -> Path:
@@ -124,7 +114,7 @@ def test_info_json_keeps_its_fields_and_adds_the_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     csv = _labelled_csv(tmp_path / "t.csv")
-    assert _run(["data", "info", str(csv), "--json"], monkeypatch) == 0
+    assert run_cli(["data", "info", str(csv), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["samples"] == 50 and info["malware"] == 30 and "report" in info
     s = info["summary"]
@@ -138,7 +128,7 @@ def test_info_table_shows_schema_of_an_extracted_dataset(
 ) -> None:
     path = _extracted(tmp_path / "e.parquet")
     monkeypatch.setenv("COLUMNS", "200")
-    assert _run(["data", "info", str(path)], monkeypatch) == 0
+    assert run_cli(["data", "info", str(path)]) == 0
     out = capsys.readouterr().out
     width = len(get_schema("pe-header").columns)
     assert f"pe-header v{get_schema('pe-header').version} ({width} columns)" in out
@@ -149,7 +139,7 @@ def test_info_on_raw_ember_features_says_to_vectorize(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = _ember_folder(tmp_path / "ember2018", raw=True)
-    assert _run(["data", "info", str(folder), "--json"], monkeypatch) == 0
+    assert run_cli(["data", "info", str(folder), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)["summary"]
     assert s["format"] == "ember-raw" and "train_features_0.jsonl" in s["files"]
     assert "create_vectorized_features" in s["note"]
@@ -158,11 +148,11 @@ def test_info_on_raw_ember_features_says_to_vectorize(
 def test_info_accepts_a_fetched_catalog_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(["data", "info", "ember2018", "--dir", str(tmp_path)], monkeypatch) == 2
+    assert run_cli(["data", "info", "ember2018", "--dir", str(tmp_path)]) == 2
     assert "data fetch ember2018" in capsys.readouterr().err
     _ember_folder(tmp_path / "ember2018" / "ember2018")
     (tmp_path / "ember2018" / MARKER).write_text(json.dumps({"name": "ember2018", "files": {}}))
-    assert _run(["data", "info", "ember2018", "--dir", str(tmp_path), "--json"], monkeypatch) == 0
+    assert run_cli(["data", "info", "ember2018", "--dir", str(tmp_path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["summary"]["schema"] == "ember-v2" and info["summary"]["format"] == "ember"
     assert info["summary"]["labels"] == {"malware": 2, "benign": 1, "unlabelled": 1}
@@ -174,7 +164,7 @@ def test_list_shows_builtin_catalog_and_disk(
     _labelled_csv(tmp_path / "t.csv")
     (tmp_path / "downloads").mkdir()
     (tmp_path / "downloads" / "ember_dataset_2018_2.tar.bz2.part").write_bytes(b"x" * 5)
-    assert _run(["data", "list", "--dir", str(tmp_path), "--json"], monkeypatch) == 0
+    assert run_cli(["data", "list", "--dir", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["builtin"]) == {"synthetic", "pe-headers"}
     by_name = {e["name"]: e for e in out["catalog"]}
@@ -183,6 +173,6 @@ def test_list_shows_builtin_catalog_and_disk(
     assert by_name["ember2018"]["url"] == "https://ember.elastic.co/ember_dataset_2018_2.tar.bz2"
     assert {d["kind"] for d in out["on_disk"]} == {"csv", "partial"}
     monkeypatch.setenv("COLUMNS", "200")
-    assert _run(["data", "list", "--dir", str(tmp_path)], monkeypatch) == 0
+    assert run_cli(["data", "list", "--dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "ember2024-win32-train" in text and "partial (5 B)" in text and "t.csv" in text

@@ -7,7 +7,6 @@ model is tiny and its verdicts mean little, but every stage it passes through is
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from features.pe_corpus import build_corpus  # tests/ is on sys.path (tests/features is a package)
 from fedmetamal.api import simulate
-from fedmetamal.cli import main
+from fedmetamal.cli import run as run_cli
 
 
 @dataclass(frozen=True)
@@ -27,16 +26,6 @@ class Trained:
     dataset: Path
     pe_files: tuple[Path, ...]
     other_files: tuple[Path, ...]
-
-
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``fedmetamal ARGS`` in this process; its exit status."""
-    monkeypatch.setattr(sys, "argv", ["fedmetamal", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     dataset = root / "ds.parquet"
     mp = pytest.MonkeyPatch()
     try:
-        assert run_cli(["extract", str(data), "-o", str(dataset), "-q"], mp) == 0
+        assert run_cli(["extract", str(data), "-o", str(dataset), "-q"]) == 0
     finally:
         mp.undo()
     result = simulate(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fedmetamal.cli import run as run_cli
 from fedmetamal.detect import load_detector
 from fedmetamal.detect.explain import grad_input, integrated_gradients
 from fedmetamal.features.extract_file import extract_file
@@ -15,7 +16,7 @@ from fedmetamal.features.outcome import Row
 from fedmetamal.models.checkpoint import load_checkpoint
 from fedmetamal.models.export import DetectorModule
 
-from .conftest import Trained, run_cli
+from .conftest import Trained
 
 
 def _inputs(trained: Trained) -> tuple[np.ndarray, list[str]]:
@@ -78,7 +79,7 @@ def test_scan_reports_the_largest_contributions(
     X, names = _inputs(trained)
     args = ["scan", *map(str, trained.pe_files), "-m", str(trained.model), "-f", "jsonl"]
     capsys.readouterr()
-    run_cli([*args, "--explain", method, "--top", "3"], monkeypatch)
+    run_cli([*args, "--explain", method, "--top", "3"])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     if method == "grad-input":
         expected = _autograd_grad_input(trained, X)[1]

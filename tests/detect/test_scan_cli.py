@@ -11,17 +11,18 @@ from pathlib import Path
 import onnx
 import pytest
 
+from fedmetamal.cli import run as run_cli
 from fedmetamal.detect.threshold import DEFAULT_THRESHOLD
 from fedmetamal.features.schema import get_schema
 
-from .conftest import Trained, run_cli
+from .conftest import Trained
 
 
 def _scan(
     args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = run_cli(["scan", *args], monkeypatch)
+    code = run_cli(["scan", *args])
     out = capsys.readouterr()
     return code, out.out, out.err
 

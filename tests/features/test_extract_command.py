@@ -6,26 +6,16 @@ import csv
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from fedmetamal.cli import main
+from fedmetamal.cli import run as run_cli
 from fedmetamal.features.dataset_file import check_schema
 from fedmetamal.features.extract_run import ExtractOptions, run_extract
 from fedmetamal.features.labels import CsvLabels
 from fedmetamal.features.pe_header import COLUMNS, PE_HEADER
-
-
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["fedmetamal", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def test_extract_builds_a_dataset_that_simulate_trains_on(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "data.parquet"
-    assert run_cli(["extract", str(tree), "-o", str(out), "-q"], monkeypatch) == 0
+    assert run_cli(["extract", str(tree), "-o", str(out), "-q"]) == 0
     assert "files without a row" in capsys.readouterr().err
     assert check_schema(out, PE_HEADER)["columns"] == list(COLUMNS)
     table = pq.read_table(out).to_pandas()
@@ -77,7 +67,7 @@ def test_extract_builds_a_dataset_that_simulate_trains_on(
     args = ["simulate", "--dataset", str(out), "--clients", "2", "--rounds", "2"]
     args += ["--hidden", "8", "--batch-size", "8", "--no-outputs", "--json"]
     args += ["--set", "partition.min_client_size=4"]
-    assert run_cli(args, monkeypatch) == 0
+    assert run_cli(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["dataset"]["features"] == 50 and summary["dataset"]["samples"] == 24
     assert {"sha256", "path", "size", "family"} <= set(summary["dataset"]["metadata"])
@@ -135,7 +125,7 @@ def test_bad_input_is_one_clear_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "l.csv").write_text("path,label\na.exe,trojan\n")
-    code = run_cli([a.format(tmp=tmp_path) for a in args], monkeypatch)
+    code = run_cli([a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
 
@@ -145,7 +135,7 @@ def test_resuming_into_a_file_of_another_schema_is_refused(
 ) -> None:
     out = tmp_path / "other.parquet"
     pq.write_table(pq.read_table(_one_row(tree, tmp_path)).replace_schema_metadata(None), out)
-    assert run_cli(["extract", str(tree), "-o", str(out), "-q"], monkeypatch) == 2
+    assert run_cli(["extract", str(tree), "-o", str(out), "-q"]) == 2
     assert "carries no feature schema" in capsys.readouterr().err
 
 
