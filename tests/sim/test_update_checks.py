@@ -149,13 +149,28 @@ def test_every_client_non_finite_is_divergence_not_an_attack() -> None:
 
 
 def test_too_few_valid_updates_skip_the_round() -> None:
-    # median needs 2f + 1 = 5 updates with f = 2; 10 - 6 malformed leaves 4
+    # bulyan needs 4f + 3 updates; the 8 malformed use up f = 1, so f = 0 remains and 3 are
+    # needed, but 10 - 8 leaves 2
     data = settings(
-        attack={"kind": "malformed", "fraction": 0.6},
-        aggregation={"kind": "median", "byzantine": 2},
+        attack={"kind": "malformed", "fraction": 0.8},
+        aggregation={"kind": "bulyan", "byzantine": 1},
     )
     res = api.simulate(data, write_outputs=False)
     init = res.simulation.network.init(torch.Generator().manual_seed(5))
     for rec in res.history:
-        assert rec.skipped is not None and "needs 5" in rec.skipped
+        assert rec.skipped is not None and "needs 3" in rec.skipped
     assert torch.equal(res.params, init)  # never moved
+
+
+def test_excluded_updates_count_against_the_tolerated_attackers() -> None:
+    # 20 clients, 4 malformed: Bulyan was set up for f = 4 (20 >= 4f + 3); after validation
+    # drops the 4, none of the 16 left needs tolerating, so the rule runs instead of skipping
+    data = settings(attack={"kind": "malformed", "fraction": 0.2}, aggregation={"kind": "bulyan"})
+    data["partition"] = {"clients": 20}
+    res = api.simulate(data, write_outputs=False)
+    for rec in res.history:
+        assert rec.skipped is None and rec.excluded is not None and len(rec.excluded) == 4
+    honest = api.simulate({**data, "attack": {"kind": "none"}}, write_outputs=False)
+    init = res.simulation.network.init(torch.Generator().manual_seed(5))
+    assert not torch.equal(res.params, init) and bool(torch.isfinite(res.params).all())
+    assert res.final_metrics["roc_auc"] > honest.final_metrics["roc_auc"] - 0.05

@@ -69,6 +69,14 @@ def resolve_byzantine(n: int, configured: int | None = None, known: int | None =
     return math.floor(0.1 * n)
 
 
+def remaining_byzantine(
+    n: int, configured: int | None = None, known: int | None = None, excluded: int = 0
+) -> int:
+    """f among the n updates left after ``excluded`` faulty ones were dropped from n + excluded:
+    the excluded count against the f the round was meant to tolerate."""
+    return max(0, resolve_byzantine(n + excluded, configured, known) - excluded)
+
+
 def trim_count(n: int, trim: float, f: int) -> int:
     """Values cut from each end per coordinate by the trimmed mean: at least f, at least trim*n."""
     return max(math.floor(trim * n), f)
@@ -248,18 +256,21 @@ def aggregate(
     cfg: AggregationConfig | None = None,
     f: int | None = None,
     root_update: torch.Tensor | None = None,
+    excluded: int = 0,
 ) -> torch.Tensor:
     """The (P,) server update from C clients' (C, P) deltas under the configured rule.
 
     ``f``: malicious clients to tolerate, used when ``cfg.byzantine`` is unset (default 10% of
     C). ``root_update``: the server's update on its root set, needed by ``fltrust``.
+    ``excluded``: clients of the round already dropped as faulty (their updates failed
+    validation); they count against f, since they can no longer sway the rule.
     """
     cfg = _config(cfg)
     kind = cfg.kind
     if kind == "mean":
         return weighted_mean(deltas, weights)
     n = deltas.shape[0]
-    fb = resolve_byzantine(n, cfg.byzantine, f)
+    fb = remaining_byzantine(n, cfg.byzantine, f, excluded)
     _check(cfg, n, fb, where="clients reporting in a round: ", sampled="reported")
     if kind == "median":
         return coordinate_median(deltas)
@@ -295,6 +306,8 @@ class Aggregator:
         self.cfg = _config(cfg)
         self.byzantine = byzantine
         self.root_update: torch.Tensor | None = None
+        #: Updates dropped as faulty before this round's aggregation (set by the runtime).
+        self.excluded = 0
 
     @property
     def kind(self) -> str:
@@ -305,4 +318,6 @@ class Aggregator:
         return self.cfg.kind == "mean"
 
     def __call__(self, deltas: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return aggregate(deltas, weights, self.cfg, self.byzantine, self.root_update)
+        return aggregate(
+            deltas, weights, self.cfg, self.byzantine, self.root_update, excluded=self.excluded
+        )

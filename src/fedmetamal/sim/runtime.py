@@ -29,7 +29,7 @@ import torch
 from fedmetamal.config import RunConfig
 from fedmetamal.data.federation import Federation
 from fedmetamal.errors import TrainingDivergedError
-from fedmetamal.fl.aggregate import check_aggregation, required_clients, resolve_byzantine
+from fedmetamal.fl.aggregate import check_aggregation, remaining_byzantine, required_clients
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
 from fedmetamal.fl.registry import build_algorithm
@@ -381,6 +381,7 @@ class Simulation:
             for i in range(0, len(sampled), size)
         ]
         out = outputs[0] if len(outputs) == 1 else ClientOutput.stack(outputs, self._work)
+        self.algorithm.aggregator.excluded = 0
         if not self.algorithm.pooled:  # the centralised baseline has no participants
             self.attack.apply_updates(out.delta, sampled, r)
             # under secure aggregation the checks run on the clients: malicious ones skip them
@@ -392,13 +393,14 @@ class Simulation:
                 if check.non_finite == len(sampled):  # every client blew up: not an attack
                     raise self._diverged(r)
                 self._notes["excluded"] = check.excluded
-                need = self._fewest_updates(len(check.keep))
+                need = self._fewest_updates(len(check.keep), len(sampled) - len(check.keep))
                 if len(check.keep) < need:
                     self._notes["skipped"] = (
                         f"only {len(check.keep)} of {len(sampled)} updates passed validation; "
                         f"aggregation '{self.cfg.aggregation.kind}' needs {need}"
                     )
                     return float(out.train_loss.nanmean())
+                self.algorithm.aggregator.excluded = len(sampled) - len(check.keep)
                 out, sampled = select_rows(out, check.keep), sampled[check.keep]
         weights = out.num_samples if t.weighting == "samples" else torch.ones_like(out.num_samples)
         train_loss = float((weights * out.train_loss).sum() / weights.sum())
@@ -438,11 +440,12 @@ class Simulation:
         self.state.server_state = unaliased(new_server, self._work)
         return train_loss
 
-    def _fewest_updates(self, n: int) -> int:
-        """Valid updates the aggregation rule needs in a round where n remain (1 for the mean)."""
+    def _fewest_updates(self, n: int, excluded: int) -> int:
+        """Valid updates the aggregation rule needs in a round where n remain after
+        ``excluded`` faulty ones were dropped (1 for the mean); the dropped count against f."""
         agg = self.cfg.aggregation
         known = len(self.malicious) if self.attack.active else None
-        return required_clients(agg, resolve_byzantine(n, agg.byzantine, known), n)
+        return required_clients(agg, remaining_byzantine(n, agg.byzantine, known, excluded), n)
 
     def _diverged(self, r: int) -> TrainingDivergedError:
         t = self.cfg.training
