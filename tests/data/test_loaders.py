@@ -506,7 +506,7 @@ def test_ember_v3_all_with_metadata_subset_column(tmp_path: Path) -> None:
     rows += [f"te{i},2024-01,1,,test" for i in range(10)]
     write(folder / "metadata.csv", "\n".join(rows) + "\n")
     ds = load(folder, ember_subset="all")
-    assert ds.X.shape == (30, 2568) and ds.feature_names[0] == "ember_v3_0"
+    assert ds.X.shape == (30, 2568) and ds.feature_names[0] == "general_size"
     np.testing.assert_array_equal(ds.X, np.vstack([arrays["X_train"], arrays["X_test"]]))
     assert ds.metadata is not None
     assert list(ds.metadata.columns) == ["sha256", "first_seen", "family"]

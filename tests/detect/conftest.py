@@ -28,8 +28,9 @@ class Trained:
     other_files: tuple[Path, ...]
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+def _train(tmp_path_factory: pytest.TempPathFactory, schema: str) -> Trained:
+    """Extract the corpus with ``schema`` (benign: MinGW programs, malware: ClamAV's test
+    executables), train a tiny detector on it and return its files."""
     try:
         corpus = build_corpus()
     except Exception as err:  # no compiler, no network: say why and skip
@@ -38,18 +39,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     clam = [p for p in corpus.pe_files if p.parent.name == "clamav"]
     if len(mingw) < 5 or len(clam) < 5:
         pytest.skip(f"too few real PE files in {corpus.root} to train a detector")
-    root = tmp_path_factory.mktemp("detect")
+    root = tmp_path_factory.mktemp(f"detect-{schema}")
     data = root / "data"
     for files, folder in ((mingw, data / "benign"), (clam, data / "malware" / "clamtest")):
         folder.mkdir(parents=True)
         for f in files:
             shutil.copy(f, folder / f.name)
     dataset = root / "ds.parquet"
-    mp = pytest.MonkeyPatch()
-    try:
-        assert run_cli(["extract", str(data), "-o", str(dataset), "-q"]) == 0
-    finally:
-        mp.undo()
+    assert run_cli(["extract", str(data), "--schema", schema, "-o", str(dataset), "-q"]) == 0
     result = simulate(
         {
             "seed": 0,
@@ -74,3 +71,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         pe_files=tuple(sorted(data.rglob("*.exe")) + sorted(data.rglob("*.dll"))),
         other_files=tuple(p for p in corpus.other_files if p.stat().st_size < 1_000_000)[:8],
     )
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A detector on the pe-header schema."""
+    return _train(tmp_path_factory, "pe-header")
+
+
+@pytest.fixture(scope="session")
+def trained_ember(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A detector on the ember-v3 schema (EMBER2024's 2568 features)."""
+    return _train(tmp_path_factory, "ember-v3")

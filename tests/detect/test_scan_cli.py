@@ -215,7 +215,10 @@ def test_schema_mismatch_is_refused_naming_both(
         feature_schema=json.dumps({"name": "ember-v3", "version": 3, "columns": []}),
     )
     code, _, err = _scan([str(trained.pe_files[0]), "-m", str(other)], monkeypatch, capsys)
-    assert code == 2 and "'ember-v3'" in err and "pe-header" in err
+    assert code == 2 and "'ember-v3'" in err and "column list differs" in err
+    asked = [str(trained.pe_files[0]), "-m", str(trained.model), "--schema", "ember-v3"]
+    code, _, err = _scan(asked, monkeypatch, capsys)
+    assert code == 2 and "ember-v3" in err and "pe-header" in err
 
 
 def test_foreign_onnx_is_refused(

@@ -49,7 +49,13 @@ def check_file(path: Path, what: str = "Dataset file") -> Path:
 
 
 def feature_names_for(d: int) -> list[str]:
-    """Names for anonymous feature columns; EMBER widths get versioned names (``ember_v2_0``)."""
+    """Names for anonymous feature columns: EMBER2024's own column names for its width (the
+    registered ``ember-v3`` schema, so a model trained on vectorised EMBER2024 files can scan
+    files this project extracts), versioned names for EMBER v2 (``ember_v2_0``), else ``f0``."""
+    if d == EMBER_WIDTHS.get(3):
+        from fedmetamal.features.ember.layout import COLUMNS
+
+        return list(COLUMNS)
     for version, width in EMBER_WIDTHS.items():
         if d == width:
             return [f"ember_v{version}_{i}" for i in range(d)]

@@ -31,6 +31,7 @@ from fedmetamal.features.schema import FeatureSchema
 
 #: Failure kinds (text before the colon) that mean "this is not a PE file", not "it broke".
 NOT_PE_KINDS = frozenset({"not a PE file", "empty file"})
+NOT_PE_PREFIX = "not a PE file"
 _DLL_FLAG = 0x2000
 _PE32_PLUS = 0x20B
 
@@ -116,7 +117,7 @@ def _score_batch(
 ) -> list[ScanResult]:
     schema = detector.info.schema
     threshold = detector.info.threshold if options.threshold is None else options.threshold
-    rows = [r for r in records if isinstance(r.outcome, Row)]
+    rows = [r for r in records if isinstance(r.outcome, Row) and _not_pe_note(r.outcome) is None]
     values = np.array([r.outcome.values for r in rows], dtype=np.float64).reshape(-1, schema.width)  # type: ignore[union-attr]
     X = detector.model_inputs(values)
     want_explain = options.explain is not None and options.top > 0 and detector.explains
@@ -155,11 +156,18 @@ def _score_batch(
     return out
 
 
+def _not_pe_note(row: Row) -> str | None:
+    """The warning of a schema that still emits a row for a non-PE file (EMBER2024 does, with
+    ``general_is_pe`` 0): such a file is reported as not PE, never scored."""
+    return next((w for w in row.warnings if w.startswith(NOT_PE_PREFIX)), None)
+
+
 def _unscored(record: FileRecord) -> ScanResult:
     """A file without a row: not PE (with what it is instead), or an error with its reason."""
     failure = record.outcome
-    reason = getattr(failure, "reason", "no features")
-    kind = getattr(failure, "kind", "")
+    note = _not_pe_note(failure) if isinstance(failure, Row) else None
+    reason = note or getattr(failure, "reason", "no features")
+    kind = NOT_PE_PREFIX if note else getattr(failure, "kind", "")
     not_pe = kind in NOT_PE_KINDS or (kind == "truncated" and not _starts_with_mz(record.path))
     detail = reason.split(":", 1)[1].strip() if ":" in reason else reason
     return ScanResult(

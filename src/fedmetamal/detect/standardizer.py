@@ -29,7 +29,10 @@ class Standardizer:
     def from_z(self, Z: np.ndarray) -> np.ndarray:
         """The raw features that map to ``Z`` (the inverse of :meth:`to_z`)."""
         u = np.asarray(Z, dtype=np.float64) * self.std + self.mean
-        return np.where(self.log_mask, np.sign(u) * np.expm1(np.abs(u)), u)
+        out = u.copy()
+        logged = np.broadcast_to(self.log_mask, u.shape)  # only those columns are exponentiated
+        out[logged] = np.sign(u[logged]) * np.expm1(np.abs(u[logged]))
+        return out
 
     def dx_dz(self, X: np.ndarray) -> np.ndarray:
         """How fast raw x moves per unit of z at X: turns d logit/dx into d logit/dz."""

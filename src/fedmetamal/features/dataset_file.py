@@ -1,7 +1,8 @@
 """Dataset files written by ``fedmetamal extract``, and the schema stamp each one carries.
 
 A file is a Parquet table: ``label`` (int8: 1 malware, 0 benign, -1 unlabelled), the schema's
-feature columns in order (uint64, exact header values), then per-file metadata: ``sha256``,
+feature columns in order (the schema's ``value_type``: uint64 for exact header values,
+float32 for EMBER's), then per-file metadata: ``sha256``,
 ``path``, ``size``, ``family``, ``first_seen`` (when labels give it) and ``warnings``. The
 Parquet key-value metadata ``fedmetamal.features`` holds ``{"name", "version", "columns"}`` so a
 file's meaning travels with it and scoring can refuse a file made with another schema.
@@ -83,7 +84,8 @@ def check_schema(path: Path, schema: FeatureSchema) -> dict[str, Any]:
 def arrow_schema(schema: FeatureSchema, with_first_seen: bool) -> pa.Schema:
     """The Parquet layout of a dataset file for ``schema``, stamped with its metadata."""
     fields = [pa.field(LABEL, pa.int8())]
-    fields += [pa.field(c, pa.uint64()) for c in schema.columns]
+    value = {"uint64": pa.uint64(), "float32": pa.float32()}[schema.value_type]
+    fields += [pa.field(c, value) for c in schema.columns]
     fields += [
         pa.field("sha256", pa.string()),
         pa.field("path", pa.string()),

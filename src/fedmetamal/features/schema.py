@@ -29,6 +29,9 @@ class FeatureSchema:
     columns: tuple[str, ...]
     extract: Extractor
     summary: str
+    #: How dataset files store the values: ``uint64`` keeps raw header fields exact,
+    #: ``float32`` suits schemas with fractions and negatives (EMBER's entropies, hashed counts).
+    value_type: str = "uint64"
 
     @property
     def width(self) -> int:
@@ -76,4 +79,4 @@ def get_schema(name: str) -> FeatureSchema:
 
 def _load_builtin() -> None:
     """Import the built-in schemas, which register themselves (lazily: avoids an import loop)."""
-    from fedmetamal.features import pe_header  # noqa: F401
+    from fedmetamal.features import ember, pe_header  # noqa: F401
