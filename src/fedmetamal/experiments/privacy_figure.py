@@ -64,9 +64,19 @@ def privacy_figures(res: SuiteResults, folder: Path, metrics: list[str]) -> list
         f = f[np.isfinite(f[metric])]
         f["_mode"] = [str(values.get(lab, {}).get("mode", "none")) for lab in f[column]]
         f["_eps"] = [eps.get(lab) for lab in f[column]]
-        f["_setting"] = [" ".join(str(r[k]) for k in others) for _, r in f.iterrows()]
+        f["_setting"] = [
+            ", ".join(_setting_text(k, r[k], res) for k in others) for _, r in f.iterrows()
+        ]
         out.append(_draw(f, folder, metric, finite, x_inf, others, delta))
     return [fig for fig in out if fig is not None]
+
+
+def _setting_text(key: str, label: object, res: SuiteResults) -> str:
+    """``clients=10`` for a plain value; a mapping axis's label (``DP-SGD training``) as is."""
+    mapped = any(
+        isinstance(run.get("values", {}).get(key), dict) for run in res.manifest.get("runs", [])
+    )
+    return str(label) if mapped or key == "method" else f"{key.rsplit('.', 1)[-1]}={label}"
 
 
 def _draw(
@@ -85,6 +95,7 @@ def _draw(
     with matplotlib.rc_context(RC):
         fig, ax = _new_figure()
         n_series = 0
+        star_labelled = False
         for si, setting in enumerate(settings):
             rows = f[f["_setting"] == setting]
             base = rows[rows["_mode"] == "none"][metric]
@@ -94,7 +105,7 @@ def _draw(
                     continue
                 stats = g.groupby(g["_eps"].astype(float))[metric].agg(["mean", "std"])
                 st = style_of(mi)
-                label = f"{mode}-level" + (f" — {setting}" if setting else "")
+                label = f"{mode}-level DP" + (f", {setting}" if setting else "")
                 ls = ["-", "--", "-.", ":"][si % 4]
                 ax.errorbar(
                     stats.index.to_numpy(dtype=float),
@@ -116,17 +127,21 @@ def _draw(
                         linewidth=1,
                     )
             if not base.empty:
+                drawn = [m for m in modes if not rows[rows["_mode"] == m].empty]
+                colour = style_of(modes.index(drawn[0]))["color"] if drawn else "black"
                 ax.errorbar(
                     [x_inf],
                     [base.mean()],
                     yerr=[0.0 if len(base) < 2 else base.std()],
-                    color="black",
+                    color=colour,
                     marker="*",
-                    markersize=9,
+                    markersize=10,
+                    markeredgecolor="black",
                     linestyle="none",
                     capsize=3,
-                    label="no DP" + (f" — {setting}" if setting else ""),
+                    label=None if star_labelled else "no DP (ε = ∞), same settings",
                 )
+                star_labelled = True
                 n_series += 1
         ax.set_xscale("log")
         ticks = [*finite, x_inf]
