@@ -58,3 +58,38 @@ def test_bench_secagg_quick_prints_the_tables(tmp_path: Path) -> None:
     assert big["neighbours"] == 8 and "secagg+" in big
     assert big["secagg"]["bytes_up"] > big["plain"]["bytes_up"]
     assert all(big[m]["ratio"] > 0 for m in ("secagg", "secagg+"))
+
+
+EXTRACT_SCRIPT = SCRIPT.with_name("bench_extract.py")
+
+
+def test_bench_extract_prints_one_core_and_all_core_tables(tmp_path: Path) -> None:
+    """A few real PE files through both tables (the reference's rows only where it is built)."""
+    import shutil
+
+    import pytest
+
+    try:
+        from features.pe_corpus import build_corpus  # tests/ is on sys.path
+
+        corpus = build_corpus()
+    except Exception as err:  # no compiler, no network: say why and skip
+        pytest.skip(f"PE corpus could not be built: {type(err).__name__}: {err}")
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for path in sorted(corpus.pe_files, key=lambda p: p.stat().st_size)[:4]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "extract.json"
+    proc = subprocess.run(
+        [sys.executable, str(EXTRACT_SCRIPT), str(folder), "--repeat", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    tables = [line for line in proc.stdout.splitlines() if line.startswith("| ours")]
+    assert len(tables) == 2  # one core and all cores
+    result = json.loads(out.read_text())
+    assert result["files"] == 4 and result["ours_seconds"] > 0
+    assert result["all_cores"]["ours_seconds"] > 0
