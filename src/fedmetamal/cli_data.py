@@ -126,9 +126,63 @@ def data_fetch(
         )
     for found in dataset_folders(result.folder):
         if found.kind == "ember-raw":
-            print(f"  {found.path}: raw EMBER features; vectorize before training.")
+            print(
+                f"  {found.path}: raw EMBER features; vectorize before training "
+                "(EMBER2024: fedmetamal data vectorize)."
+            )
         else:
             print(f"  {found.path}: {found.kind}; use it with --dataset '{found.path}'.")
+
+
+def _jsonl_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder (a fetched one, say) stands for every ``*.jsonl`` under it."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("*.jsonl"))
+            if not found:
+                raise DataError(f"'{path}' holds no .jsonl files.", "Pass the .jsonl files.")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"'{path}' does not exist.", "Pass EMBER2024 .jsonl files.")
+    return files
+
+
+@data_app.command("vectorize")
+def data_vectorize(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="EMBER2024 raw-feature .jsonl files, or folders to search for them."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write.")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Stop after this many records.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
+) -> None:
+    """Turn raw EMBER2024 JSON features into an ember-v3 dataset file for --dataset."""
+    from fedmetamal.features.ember.raw_json import vectorize_jsonl
+
+    files = _jsonl_inputs(paths)
+    with Progress(
+        TextColumn("[bold]vectorize"), TextColumn("{task.completed:,.0f} records"),
+        console=console, disable=quiet,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("vectorize", total=None)
+        summary = vectorize_jsonl(
+            files, output, limit=limit, on_row=lambda rows: bar.update(task, completed=rows)
+        )
+    labels = summary.labels
+    print(
+        f"Wrote {summary.rows:,} rows ({labels[1]:,} malware, {labels[0]:,} benign, "
+        f"{labels[-1]:,} unlabelled) from {len(files)} file(s) to {summary.output} "
+        "(schema ember-v3)."
+    )
+    if summary.with_notes:
+        print(f"  {summary.with_notes:,} rows have notes in their 'warnings' column.")
+    print(f"  Train on it: fedmetamal simulate --dataset '{summary.output}'")
 
 
 def _fetched_rows(root: Path) -> list[list[str]]:

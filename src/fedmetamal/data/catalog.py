@@ -108,7 +108,7 @@ def _ember2024(kind: str, split: str) -> RemoteDataset:
         size=None,
         content=(
             "weekly *.jsonl files of EMBER feature-version-3 raw features and labels; "
-            "vectorize with the EMBER2024 tools (thrember) before training"
+            "turn them into a training file with `fedmetamal data vectorize`"
         ),
     )
 

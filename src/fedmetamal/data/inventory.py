@@ -24,9 +24,9 @@ from fedmetamal.features.dataset_file import schema_stamp
 _TABLE_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".tsv")
 _FIRST_LINE_LIMIT = 8 << 20
 VECTORIZE_HINT = (
-    "raw EMBER JSON features: vectorize them first (EMBER 2017/2018: "
-    "ember.create_vectorized_features(FOLDER); EMBER2024: the thrember package), then pass the "
-    "folder holding X_train.dat / y_train.dat"
+    "raw EMBER JSON features: vectorize them first (EMBER2024: fedmetamal data vectorize "
+    "FOLDER -o ember2024.parquet; EMBER 2017/2018: ember.create_vectorized_features(FOLDER), "
+    "then pass the folder holding X_train.dat / y_train.dat)"
 )
 
 

@@ -22,8 +22,8 @@ _SUBSYSTEMS = (
     "WINDOWS_CE_GUI", "EFI_APPLICATION", "EFI_BOOT_SERVICE_DRIVER", "EFI_RUNTIME_DRIVER",
     "EFI_ROM", "XBOX", "WINDOWS_BOOT_APPLICATION",
 )  # fmt: skip
-_MACHINE_CODE = {f"IMAGE_FILE_MACHINE_{m}": i for i, m in enumerate(_MACHINES)}
-_SUBSYSTEM_CODE = {f"IMAGE_SUBSYSTEM_{s}": i for i, s in enumerate(_SUBSYSTEMS)}
+MACHINE_CODE = {f"IMAGE_FILE_MACHINE_{m}": i for i, m in enumerate(_MACHINES)}
+SUBSYSTEM_CODE = {f"IMAGE_SUBSYSTEM_{s}": i for i, s in enumerate(_SUBSYSTEMS)}
 
 _OPTIONAL_FIELDS = (
     "MajorImageVersion", "MinorImageVersion", "MajorLinkerVersion", "MinorLinkerVersion",
@@ -46,8 +46,8 @@ def header_features(pe: pefile.PE) -> np.ndarray:
         coff.NumberOfSymbols,
         coff.SizeOfOptionalHeader,
         coff.PointerToSymbolTable,
-        _MACHINE_CODE.get(machine, 0),
-        _SUBSYSTEM_CODE.get(subsystem, 0),
+        MACHINE_CODE.get(machine, 0),
+        SUBSYSTEM_CODE.get(subsystem, 0),
         *(getattr(optional, name) for name in _OPTIONAL_FIELDS),
     ]
     image_flags = [bool(getattr(coff, f"IMAGE_FILE_{c}", False)) for c in IMAGE_CHARACTERISTICS]
