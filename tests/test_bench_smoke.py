@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sim.py"
 
 
@@ -67,8 +69,6 @@ def test_bench_extract_prints_one_core_and_all_core_tables(tmp_path: Path) -> No
     """A few real PE files through both tables (the reference's rows only where it is built)."""
     import shutil
 
-    import pytest
-
     try:
         from features.pe_corpus import build_corpus  # tests/ is on sys.path
 
@@ -93,3 +93,36 @@ def test_bench_extract_prints_one_core_and_all_core_tables(tmp_path: Path) -> No
     result = json.loads(out.read_text())
     assert result["files"] == 4 and result["ours_seconds"] > 0
     assert result["all_cores"]["ours_seconds"] > 0
+
+
+SCAN_SCRIPT = SCRIPT.with_name("bench_scan.py")
+
+
+@pytest.mark.shared_data
+def test_bench_scan_prints_a_row_per_explanation(tmp_path: Path) -> None:
+    """Trains on the shared pe-headers table, so it needs ../shared/data; seconds, no timing
+    checks."""
+    from fedmetamal.data.sources import resolve_shared_data
+    from fedmetamal.errors import DataError
+
+    try:
+        resolve_shared_data("pe-headers")
+    except DataError as err:
+        pytest.skip(str(err))
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):  # any bytes will do: non-PE files go through the same engine
+        (folder / f"f{i}.bin").write_bytes(b"MZ" + bytes(range(256)) * (i + 1))
+    out = tmp_path / "scan.json"
+    args = [str(folder), "--copies", "2", "--repeat", "1", "--rounds", "1", "--json", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(SCAN_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line[:2] == "| "]
+    assert rows[2:] == ["ig", "grad-input", "none"]
+    assert json.loads(out.read_text())["files"] == 6
