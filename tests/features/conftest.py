@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from .pe_corpus import Corpus, build_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: At most this many PE files in the default run, so it stays light.
 DEFAULT_PE_FILES = 40
@@ -39,3 +42,16 @@ def pe_files(pe_corpus: Corpus) -> list[Path]:
 def small_pe(pe_files: list[Path]) -> bytes:
     """The bytes of the smallest real PE file, for tests that damage a copy of it."""
     return min((p.read_bytes() for p in pe_files), key=len)
+
+
+@pytest.fixture(scope="session")
+def reference_python() -> Path:
+    """The EMBER2024 reference extractor's interpreter (``.cache/ember-ref``, built by
+    scripts/test_tools.sh, or ``$FEDMETAMAL_EMBER_REF``); skips, saying how to build it."""
+    path = Path(os.environ.get("FEDMETAMAL_EMBER_REF", ROOT / ".cache/ember-ref/bin/python"))
+    if not path.exists():
+        pytest.skip(
+            f"reference extractor not found at {path}: python3 -m venv .cache/ember-ref && "
+            ".cache/ember-ref/bin/pip install ember-cdd-wdis"
+        )
+    return path

@@ -6,7 +6,6 @@ path of its python); these tests skip, saying how to build it, when it is absent
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,20 +17,8 @@ from fedmetamal.features.ember.parity import GroupResult, compare, run_ours, run
 
 from .pe_corpus import Corpus
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Files in the default (light) run; the slow test takes the whole corpus.
 LIGHT_FILES = 20
-
-
-@pytest.fixture(scope="session")
-def reference_python() -> Path:
-    path = Path(os.environ.get("FEDMETAMAL_EMBER_REF", ROOT / ".cache/ember-ref/bin/python"))
-    if not path.exists():
-        pytest.skip(
-            f"reference extractor not found at {path}: python3 -m venv .cache/ember-ref && "
-            ".cache/ember-ref/bin/pip install ember-cdd-wdis"
-        )
-    return path
 
 
 def _check(paths: list[Path], python: Path) -> list[GroupResult]:

@@ -51,17 +51,6 @@ class RawRun:
 
 
 @pytest.fixture(scope="module")
-def reference_python() -> Path:
-    path = Path(os.environ.get("FEDMETAMAL_EMBER_REF", ROOT / ".cache/ember-ref/bin/python"))
-    if not path.exists():
-        pytest.skip(
-            f"reference extractor not found at {path}: python3 -m venv .cache/ember-ref && "
-            ".cache/ember-ref/bin/pip install ember-cdd-wdis"
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
 def raw_run(pe_corpus: Corpus, reference_python: Path) -> RawRun:
     """Raw JSON of corpus files from the reference, with its pefile warning patterns set to ours
     (ember-cdd-wdis ships none), so every group is computed on both sides."""

@@ -32,7 +32,11 @@ def exported(pe: pefile.PE, warnings: list[str]) -> list[str]:
 
 def export_features(pe: pefile.PE, warnings: list[str]) -> np.ndarray:
     """The 129 export columns."""
-    names = exported(pe, warnings)
+    return vectorize_exports(exported(pe, warnings))
+
+
+def vectorize_exports(names: list[str]) -> np.ndarray:
+    """The 129 export columns from the exported names (a file's, or EMBER's raw JSON)."""
     if not names:
         return np.zeros(WIDTH, dtype=np.float32)
-    return np.hstack([[128], hash_names(names, 128)]).astype(np.float32)
+    return np.hstack([[128], hash_names(list(names), 128)]).astype(np.float32)

@@ -40,7 +40,11 @@ def imported(pe: pefile.PE, warnings: list[str]) -> dict[str, list[str]]:
 
 def import_features(pe: pefile.PE, warnings: list[str]) -> np.ndarray:
     """The 1282 import columns."""
-    table = imported(pe, warnings)
+    return vectorize_imports(imported(pe, warnings))
+
+
+def vectorize_imports(table: dict[str, list[str]]) -> np.ndarray:
+    """The 1282 import columns from {library: [function, ...]} (a file's, or EMBER's raw JSON)."""
     if not table:
         return np.zeros(WIDTH, dtype=np.float32)
     libraries = sorted({dll.lower() for dll in table})

@@ -30,10 +30,10 @@ from fedmetamal.errors import DataError
 from fedmetamal.features.dataset_file import arrow_schema
 from fedmetamal.features.ember import SCHEMA
 from fedmetamal.features.ember.byte_histogram import byte_histogram_features
-from fedmetamal.features.ember.exports import WIDTH as EXPORTS_WIDTH
+from fedmetamal.features.ember.exports import vectorize_exports
 from fedmetamal.features.ember.hashing import hash_names, hash_pairs
 from fedmetamal.features.ember.header import MACHINE_CODE, SUBSYSTEM_CODE
-from fedmetamal.features.ember.imports import WIDTH as IMPORTS_WIDTH
+from fedmetamal.features.ember.imports import vectorize_imports
 from fedmetamal.features.ember.layout import (
     AUTHENTICODE_FIELDS,
     DATA_DIRECTORY_NAMES,
@@ -159,27 +159,6 @@ def _section(raw: dict[str, Any]) -> np.ndarray:
     ).astype(np.float32)
 
 
-def _imports(raw: dict[str, list[str]]) -> np.ndarray:
-    if not raw:
-        return np.zeros(IMPORTS_WIDTH, dtype=np.float32)
-    libraries = sorted({dll.lower() for dll in raw})
-    functions = [f"{dll.lower()}:{name}" for dll, names in raw.items() for name in names]
-    return np.hstack(
-        [
-            [len(functions), len(libraries)],
-            hash_names(libraries, 256, alternate_sign=False),
-            hash_names(functions, 1024, alternate_sign=False),
-        ]
-    ).astype(np.float32)
-
-
-def _exports(raw: list[str]) -> np.ndarray:
-    if not raw:
-        return np.zeros(EXPORTS_WIDTH, dtype=np.float32)
-    # The first column is the hashed vector's length (128), as in the reference; see exports.py.
-    return np.hstack([[128], hash_names(list(raw), 128)]).astype(np.float32)
-
-
 def _data_directories(raw: list[dict[str, Any]]) -> np.ndarray:
     out = _zeros("datadirectories")
     if not raw:
@@ -244,8 +223,8 @@ def vectorize_raw(obj: dict[str, Any], notes: list[str] | None = None) -> np.nda
         "strings": _strings,
         "header": _header,
         "section": _section,
-        "imports": _imports,
-        "exports": _exports,
+        "imports": vectorize_imports,
+        "exports": vectorize_exports,
         "datadirectories": _data_directories,
         "richheader": _rich_header,
         "authenticode": _authenticode,
