@@ -12,16 +12,22 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sim.py"
 
 
-def test_bench_sim_quick_prints_the_table(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script to completion; its output, after checking it succeeded."""
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--json", str(out)],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_bench_sim_quick_prints_the_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = run_script(SCRIPT, "--quick", "--threads", "1", "--json", str(out))
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if line.startswith("| workload"))
     for column in ("s/round fedmetamal", "s/round loop", "speed-up", "GFLOP/s", "% of matmul"):
@@ -40,14 +46,7 @@ SECAGG_SCRIPT = SCRIPT.with_name("bench_secagg.py")
 
 def test_bench_secagg_quick_prints_the_tables(tmp_path: Path) -> None:
     out = tmp_path / "secagg.json"
-    proc = subprocess.run(
-        [sys.executable, str(SECAGG_SCRIPT), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_script(SECAGG_SCRIPT, "--quick", "--json", str(out))
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if line.startswith("| clients | k"))
     for column in ("plain s/round", "secagg s/round", "secagg+ s/round", "target <= 3x"):
@@ -80,14 +79,7 @@ def test_bench_extract_prints_one_core_and_all_core_tables(tmp_path: Path) -> No
     for path in sorted(corpus.pe_files, key=lambda p: p.stat().st_size)[:4]:
         shutil.copy(path, folder / path.name)
     out = tmp_path / "extract.json"
-    proc = subprocess.run(
-        [sys.executable, str(EXTRACT_SCRIPT), str(folder), "--repeat", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_script(EXTRACT_SCRIPT, str(folder), "--repeat", "1", "--json", str(out))
     tables = [line for line in proc.stdout.splitlines() if line.startswith("| ours")]
     assert len(tables) == 2  # one core and all cores
     result = json.loads(out.read_text())
@@ -115,14 +107,7 @@ def test_bench_scan_prints_a_row_per_explanation(tmp_path: Path) -> None:
         (folder / f"f{i}.bin").write_bytes(b"MZ" + bytes(range(256)) * (i + 1))
     out = tmp_path / "scan.json"
     args = [str(folder), "--copies", "2", "--repeat", "1", "--rounds", "1", "--json", str(out)]
-    proc = subprocess.run(
-        [sys.executable, str(SCAN_SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_script(SCAN_SCRIPT, *args)
     rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line[:2] == "| "]
     assert rows[2:] == ["ig", "grad-input", "none"]
     assert json.loads(out.read_text())["files"] == 6
