@@ -4,6 +4,7 @@ in :mod:`fedmetamal.data.fetch` and :mod:`fedmetamal.data.inventory`."""
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,22 @@ DirOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+
+
+class FeatureVersion(str, Enum):
+    """EMBER feature version of raw JSON input (auto: from the first record's keys)."""
+
+    auto = "auto"
+    v2 = "2"
+    v3 = "3"
+
+
+class SplitChoice(str, Enum):
+    """Split that feature-version-2 rows go to (auto: test*.jsonl -> test, others -> train)."""
+
+    auto = "auto"
+    train = "train"
+    test = "test"
 
 
 class _RichSink:
@@ -127,8 +144,8 @@ def data_fetch(
     for found in dataset_folders(result.folder):
         if found.kind == "ember-raw":
             print(
-                f"  {found.path}: raw EMBER features; vectorize before training "
-                "(EMBER2024: fedmetamal data vectorize)."
+                f"  {found.path}: raw EMBER features; vectorize before training: "
+                f"fedmetamal data vectorize '{found.path}' -o OUTPUT"
             )
         else:
             print(f"  {found.path}: {found.kind}; use it with --dataset '{found.path}'.")
@@ -146,43 +163,140 @@ def _jsonl_inputs(paths: list[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise DataError(f"'{path}' does not exist.", "Pass EMBER2024 .jsonl files.")
+            raise DataError(f"'{path}' does not exist.", "Pass EMBER raw-feature .jsonl files.")
     return files
+
+
+def _input_version(files: list[Path], option: str) -> int:
+    """The EMBER feature version to read: the option's, or the first record's (from its keys)."""
+    from fedmetamal.features.ember_v2 import detect_feature_version
+
+    if option != "auto":
+        return int(option)
+    version = detect_feature_version(files)
+    if version in (2, 3):
+        return version
+    what = (
+        "EMBER feature version 1 (the first EMBER 2017 release)"
+        if version == 1
+        else "no EMBER raw-feature record"
+    )
+    raise DataError(
+        f"The first record of '{files[0]}' is {what}.",
+        "Pass EMBER 2017/2018 (feature version 2: ember_dataset_2017_2 / 2018_2) or EMBER2024 "
+        "raw-feature .jsonl files, or set --feature-version.",
+    )
+
+
+def _vectorize_v3(files: list[Path], output: Path, limit: int | None, bar: Progress) -> None:
+    from fedmetamal.features.ember.raw_json import vectorize_jsonl
+    from fedmetamal.features.ember_v2.dedup import drop_duplicate_sha256
+
+    task = bar.add_task("vectorize", total=None)
+    summary = vectorize_jsonl(
+        files, output, limit=limit, on_row=lambda rows: bar.update(task, completed=rows)
+    )
+    bar.stop()
+    dropped = drop_duplicate_sha256(summary.output)
+    labels = summary.labels - dropped
+    rows = summary.rows - sum(dropped.values())
+    print(
+        f"Wrote {rows:,} rows ({labels[1]:,} malware, {labels[0]:,} benign, "
+        f"{labels[-1]:,} unlabelled) from {len(files)} file(s) to {summary.output} "
+        "(schema ember-v3)."
+    )
+    _print_duplicates(sum(dropped.values()))
+    if summary.with_notes:
+        print(f"  {summary.with_notes:,} rows have notes in their 'warnings' column.")
+    print(f"  Train on it: fedmetamal simulate --dataset '{summary.output}'")
+
+
+def _vectorize_v2(
+    files: list[Path], output: Path, limit: int | None, split: str, bar: Progress
+) -> None:
+    from fedmetamal.features.ember_v2 import vectorize_v2_jsonl
+
+    if output.suffix.lower() in (".parquet", ".pq"):
+        raise DataError(
+            f"EMBER 2017/2018 features are written as a folder of X_/y_*.dat files, not "
+            f"'{output.name}'.",
+            "Pass a folder as --output (e.g. -o ember2018-vectors).",
+        )
+    task = bar.add_task("vectorize", total=None)
+    summary = vectorize_v2_jsonl(
+        files,
+        output,
+        limit=limit,
+        split=split,
+        on_row=lambda rows: bar.update(task, completed=rows),
+    )
+    bar.stop()
+    labels = summary.labels
+    splits = ", ".join(f"{summary.rows[s]:,} {s}" for s in ("train", "test") if summary.rows[s])
+    print(
+        f"Wrote {summary.total:,} rows ({splits}; {labels[1]:,} malware, {labels[0]:,} benign, "
+        f"{labels[-1]:,} unlabelled) from {len(files)} file(s) to {summary.output} "
+        "(EMBER feature version 2, 2381 columns)."
+    )
+    _print_duplicates(summary.duplicates)
+    subset = "" if summary.rows["train"] else " --set dataset.ember_subset=test"
+    print(f"  Train on it: fedmetamal simulate --dataset '{summary.output}'{subset}")
+
+
+def _print_duplicates(count: int) -> None:
+    if count:
+        print(f"  Dropped {count:,} rows repeating an earlier row's sha256 (the first was kept).")
 
 
 @data_app.command("vectorize")
 def data_vectorize(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="EMBER2024 raw-feature .jsonl files, or folders to search for them."),
+        typer.Argument(help="EMBER raw-feature .jsonl files, or folders to search for them."),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset file to write.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="EMBER2024: dataset file to write (.parquet). EMBER 2017/2018: folder to "
+            "write X_/y_{train,test}.dat into.",
+        ),
+    ],
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Stop after this many records.")
     ] = None,
+    feature_version: Annotated[
+        FeatureVersion,
+        typer.Option(
+            "--feature-version",
+            help="EMBER feature version of the input: 2 (EMBER 2017/2018), 3 (EMBER2024), or "
+            "auto (from the first record's keys).",
+        ),
+    ] = FeatureVersion.auto,
+    split: Annotated[
+        SplitChoice,
+        typer.Option(
+            "--split",
+            help="Feature version 2: the split rows go to; auto sends test*.jsonl files to test "
+            "and the others to train.",
+        ),
+    ] = SplitChoice.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
-    """Turn raw EMBER2024 JSON features into an ember-v3 dataset file for --dataset."""
-    from fedmetamal.features.ember.raw_json import vectorize_jsonl
-
+    """Turn raw EMBER JSON features into training data: EMBER2024 into an ember-v3 dataset
+    file, EMBER 2017/2018 into a vectorized EMBER folder (2381 columns). Rows repeating an
+    earlier row's sha256 are dropped."""
     files = _jsonl_inputs(paths)
+    version = _input_version(files, feature_version.value)
     with Progress(
         TextColumn("[bold]vectorize"), TextColumn("{task.completed:,.0f} records"),
         console=console, disable=quiet,
     ) as bar:  # fmt: skip
-        task = bar.add_task("vectorize", total=None)
-        summary = vectorize_jsonl(
-            files, output, limit=limit, on_row=lambda rows: bar.update(task, completed=rows)
-        )
-    labels = summary.labels
-    print(
-        f"Wrote {summary.rows:,} rows ({labels[1]:,} malware, {labels[0]:,} benign, "
-        f"{labels[-1]:,} unlabelled) from {len(files)} file(s) to {summary.output} "
-        "(schema ember-v3)."
-    )
-    if summary.with_notes:
-        print(f"  {summary.with_notes:,} rows have notes in their 'warnings' column.")
-    print(f"  Train on it: fedmetamal simulate --dataset '{summary.output}'")
+        if version == 2:
+            _vectorize_v2(files, output, limit, split.value, bar)
+        else:
+            _vectorize_v3(files, output, limit, bar)
 
 
 def _fetched_rows(root: Path) -> list[list[str]]:

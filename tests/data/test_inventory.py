@@ -142,7 +142,7 @@ def test_info_on_raw_ember_features_says_to_vectorize(
     assert run_cli(["data", "info", str(folder), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)["summary"]
     assert s["format"] == "ember-raw" and "train_features_0.jsonl" in s["files"]
-    assert "create_vectorized_features" in s["note"]
+    assert "fedmetamal data vectorize" in s["note"] and "X_train.dat" in s["note"]
 
 
 def test_info_accepts_a_fetched_catalog_name(

@@ -8,8 +8,9 @@ which gives no checksums or sizes. Where a value is not published it is ``None``
 ``integrity`` says what is checked instead; nothing here is guessed.
 
 The archives hold EMBER *raw* features (JSON lines, one file per split); the EMBER loader reads
-*vectorized* folders (``X_train.dat`` ...), which EMBER's ``create_vectorized_features`` writes
-from them. ``content`` says so for each entry, and ``fedmetamal data info`` says it for a folder.
+*vectorized* folders (``X_train.dat`` ...), which ``fedmetamal data vectorize`` (or EMBER's
+``create_vectorized_features``) writes from them. ``content`` says so for each entry, and
+``fedmetamal data info`` says it for a folder.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def _ember(name: str, year: int, filename: str, sha256: str) -> RemoteDataset:
         size=None,
         content=(
             "train_features_*.jsonl, test_features.jsonl (raw features, label, avclass, "
-            "appeared) and the benchmark LightGBM model; vectorize with EMBER's "
-            "create_vectorized_features to get the X_/y_*.dat folder the loader reads"
+            "appeared) and the benchmark LightGBM model; `fedmetamal data vectorize` turns "
+            "them into the X_/y_*.dat folder the loader reads"
         ),
     )
 

@@ -25,8 +25,8 @@ _TABLE_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".tsv")
 _FIRST_LINE_LIMIT = 8 << 20
 VECTORIZE_HINT = (
     "raw EMBER JSON features: vectorize them first (EMBER2024: fedmetamal data vectorize "
-    "FOLDER -o ember2024.parquet; EMBER 2017/2018: ember.create_vectorized_features(FOLDER), "
-    "then pass the folder holding X_train.dat / y_train.dat)"
+    "FOLDER -o ember2024.parquet; EMBER 2017/2018: fedmetamal data vectorize FOLDER -o OUT, "
+    "then pass OUT, the folder holding X_train.dat / y_train.dat)"
 )
 
 
