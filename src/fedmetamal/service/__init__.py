@@ -1,0 +1,1 @@
+"""The service layer: runs, participants, tokens, events and model versions, persisted."""
