@@ -1,0 +1,1 @@
+"""The network runtime: the gRPC server and participant, their security and transport."""
