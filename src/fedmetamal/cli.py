@@ -25,10 +25,13 @@ from fedmetamal.cli_common import (
     console,
 )
 from fedmetamal.cli_data import data_app
+from fedmetamal.cli_demo import demo
 from fedmetamal.cli_experiment import experiment_app
 from fedmetamal.cli_extract import extract
 from fedmetamal.cli_federation import federation_app
+from fedmetamal.cli_ops import participants_app, runs_app, token_app
 from fedmetamal.cli_scan import scan
+from fedmetamal.cli_serve import join, serve
 from fedmetamal.config import ConfigError, build_config
 from fedmetamal.errors import FedMetaMalError
 
@@ -43,6 +46,12 @@ app.add_typer(federation_app, name="federation")
 app.add_typer(experiment_app, name="experiment")
 app.command()(extract)
 app.command()(scan)
+app.command()(serve)
+app.command()(join)
+app.command()(demo)
+app.add_typer(runs_app, name="runs")
+app.add_typer(participants_app, name="participants")
+app.add_typer(token_app, name="token")
 
 _state = {"debug": False}
 

@@ -445,6 +445,24 @@ class RuntimeConfig(_Strict):
     )
 
 
+class NetworkConfig(_Strict):
+    """How the network runtime (``fedmetamal serve``) runs rounds; the simulation ignores it."""
+
+    min_participants: int = Field(
+        1, ge=1, description="fewest updates a round aggregates; fewer: the round is retried"
+    )
+    round_timeout_s: float = Field(
+        600.0, gt=0, description="deadline of a round; late or missing updates are dropped"
+    )
+    max_attempts: int = Field(
+        5, ge=1, description="tries of one round before the run fails for lack of participants"
+    )
+    retry_delay_s: float = Field(5.0, ge=0, description="pause before a round is retried")
+    start_timeout_s: float = Field(
+        600.0, gt=0, description="how long a starting run waits for its participants' summaries"
+    )
+
+
 class OutputConfig(_Strict):
     dir: Path = Field(Path("runs"), description="parent folder of run directories")
     name: str | None = Field(None, description="run directory name (default: generated)")
@@ -467,6 +485,7 @@ class RunConfig(_Strict):
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

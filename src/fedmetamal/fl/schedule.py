@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from fedmetamal.config import TrainingConfig
 
@@ -40,3 +41,14 @@ def sample_clients(n_clients: int, fraction: float, seed: int, round_index: int)
         return np.arange(n_clients)
     rng = np.random.default_rng(round_seed(seed, round_index, SAMPLING_STREAM))
     return np.sort(rng.choice(n_clients, size=m, replace=False))
+
+
+def round_generators(
+    device: torch.device, seed: int, round_index: int, stream: int, clients: list[int]
+) -> list[torch.Generator]:
+    """One generator per client for one purpose in one round (dropout masks, augmentations):
+    each client draws the same numbers however the clients are grouped, or on which machine."""
+    return [
+        torch.Generator(device=device).manual_seed(round_seed(seed, round_index, stream, c))
+        for c in clients
+    ]

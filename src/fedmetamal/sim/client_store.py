@@ -48,6 +48,9 @@ class ClientStore:
         self.sizes_u = np.array([len(a) for a in unlabelled], dtype=np.int64)
         self.offsets_u = np.concatenate([[0], np.cumsum(self.sizes_u)[:-1]]).astype(np.int64)
         self.X_u = _rows(unlabelled, d, device) if X_u is not None else self.X[:0]
+        #: The id each client's random streams are seeded with: its index here, except on a
+        #: network participant, whose one-client store stands for its slot in the federation.
+        self.seed_ids = np.arange(len(self.sizes), dtype=np.int64)
 
     @classmethod
     def from_federation(
@@ -112,11 +115,13 @@ class ClientStore:
         for j, c in enumerate(clients):
             if poisson:
                 stream = POISSON_STREAM
-                gen = torch.Generator().manual_seed(round_seed(seed, round_index, stream, c))
+                gen = torch.Generator().manual_seed(
+                    round_seed(seed, round_index, stream, int(self.seed_ids[c]))
+                )
                 plans.append(poisson_plan(int(self.sizes[c]), batch_size, n_steps[j], gen))
             else:
                 gen = torch.Generator().manual_seed(
-                    round_seed(seed, round_index, SHUFFLE_STREAM, c)
+                    round_seed(seed, round_index, SHUFFLE_STREAM, int(self.seed_ids[c]))
                 )
                 plans.append(batch_plan(int(self.sizes[c]), batch_size, n_steps[j], gen))
         if poisson:  # padded width: the largest batch drawn (at least one column)
@@ -166,13 +171,14 @@ class ClientStore:
         for j, c in enumerate(clients):
             n, n_u, steps = int(self.sizes[c]), int(self.sizes_u[c]), n_steps[j]
             active[:steps, j] = 1.0
-            gen = torch.Generator().manual_seed(round_seed(seed, round_index, SHUFFLE_STREAM, c))
+            sid = int(self.seed_ids[c])
+            gen = torch.Generator().manual_seed(round_seed(seed, round_index, SHUFFLE_STREAM, sid))
             if n_u > 0:
                 if n > 0 and width:
                     idx[:steps, j] = cycling_plan(n, width, steps, gen) + self.offsets[c]
                     mask[:steps, j] = 1.0
                 gen_u = torch.Generator().manual_seed(
-                    round_seed(seed, round_index, UNLABELLED_STREAM, c)
+                    round_seed(seed, round_index, UNLABELLED_STREAM, sid)
                 )
                 idx_u[:steps, j] = cycling_plan(n_u, width_u, steps, gen_u) + self.offsets_u[c]
                 mask_u[:steps, j] = 1.0

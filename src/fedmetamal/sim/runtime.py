@@ -33,7 +33,12 @@ from fedmetamal.fl.aggregate import check_aggregation, remaining_byzantine, requ
 from fedmetamal.fl.base import Algorithm, ClientOutput, RoundContext, State
 from fedmetamal.fl.local import local_train, shares_memory, unaliased
 from fedmetamal.fl.registry import build_algorithm
-from fedmetamal.fl.schedule import DROPOUT_STREAM, client_lr, round_seed, sample_clients
+from fedmetamal.fl.schedule import (
+    DROPOUT_STREAM,
+    client_lr,
+    round_generators,
+    sample_clients,
+)
 from fedmetamal.fl.semi import SemiGroup, SemiObjective, labelled_prior, select_helpers
 from fedmetamal.fl.semi.server import server_finetune
 from fedmetamal.fl.semi.streams import AUGMENT_STREAM
@@ -229,12 +234,7 @@ class Simulation:
         cstate = {k: v[idx] for k, v in self.state.client_state.items()}
         gen = None
         if self.network.dropout > 0:  # one generator per client: masks independent of grouping
-            gen = [
-                torch.Generator(device=self.device).manual_seed(
-                    round_seed(self.cfg.seed, r, DROPOUT_STREAM, c)
-                )
-                for c in clients
-            ]
+            gen = round_generators(self.device, self.cfg.seed, r, DROPOUT_STREAM, clients)
         group, dp = None, None
         if semi:
             batches = self.store.semi_batches(
@@ -274,12 +274,7 @@ class Simulation:
     def _semi_group(self, clients: list[int], idx: torch.Tensor, r: int) -> SemiGroup:
         """The objective's per-group inputs: per-client augmentation generators, class priors
         and (FedMatch) helper models chosen by the server."""
-        gens = [
-            torch.Generator(device=self.device).manual_seed(
-                round_seed(self.cfg.seed, r, AUGMENT_STREAM, c)
-            )
-            for c in clients
-        ]
+        gens = round_generators(self.device, self.cfg.seed, r, AUGMENT_STREAM, clients)
         group = SemiGroup(self.objective, self.objective.round_weight(r), gens, self.prior[idx])
         if self.objective.uses_helpers:
             st = self.state.semi_state

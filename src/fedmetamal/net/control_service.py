@@ -1,0 +1,331 @@
+"""``ControlService``: what operators (the CLI, scripts, the dashboard) call.
+
+Every call needs the operator token. Errors a user can cause come back as one status with the
+message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fedmetamal import __version__
+from fedmetamal.errors import ConfigError, FedMetaMalError
+from fedmetamal.net.auth import PROTOCOL_VERSION, AuthError, check_operator, metadata_dict
+from fedmetamal.net.payload import encode, file_chunks
+from fedmetamal.service.events import WatcherTooSlow
+from fedmetamal.service.participants import ParticipantView
+from fedmetamal.service.records import EventRecord, ModelRecord, RunRecord
+from fedmetamal.service.server_core import RunNotAllowed, ServerCore
+from fedmetamal.service.store import NotFound
+from fedmetamal.v1 import common_pb2, control_pb2, control_pb2_grpc
+
+
+def _status_of(err: FedMetaMalError) -> grpc.StatusCode:
+    if isinstance(err, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(err, RunNotAllowed):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(err, ConfigError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def operator_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Check the operator token, and turn user errors into a status with their message."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: ControlService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            self.check(context)
+            return await fn(self, request, context)
+        except AuthError as err:
+            await context.abort(err.code, str(err))
+        except FedMetaMalError as err:
+            await context.abort(_status_of(err), str(err))
+
+    return wrapper
+
+
+class ControlService(control_pb2_grpc.ControlServiceServicer):
+    def __init__(self, core: ServerCore, address: str, tls: bool) -> None:
+        self.core = core
+        self.address = address
+        self.tls = tls
+
+    def check(self, context: grpc.aio.ServicerContext) -> None:
+        """Raise AuthError unless the call carries the operator token."""
+        check_operator(metadata_dict(context.invocation_metadata()), self.core.operator_hash)
+
+    # -- server ----------------------------------------------------------------------------
+    @operator_call
+    async def GetServerInfo(self, request, context):
+        return control_pb2.ServerInfo(
+            version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            address=self.address,
+            tls=self.tls,
+            participants_online=self.core.registry.online_count(),
+            runs_active=self.core.active_runs(),
+            database=self.core.store.dialect,
+        )
+
+    # -- runs ------------------------------------------------------------------------------
+    @operator_call
+    async def CreateRun(self, request, context):
+        rec = self.core.create_run(
+            request.name, request.config_json, list(request.participant_ids), request.start
+        )
+        return run_message(rec)
+
+    @operator_call
+    async def StartRun(self, request, context):
+        return run_message(self.core.start_run(request.run_id))
+
+    @operator_call
+    async def PauseRun(self, request, context):
+        return run_message(self.core.pause_run(request.run_id))
+
+    @operator_call
+    async def ResumeRun(self, request, context):
+        return run_message(self.core.resume_run(request.run_id))
+
+    @operator_call
+    async def StopRun(self, request, context):
+        return run_message(self.core.stop_run(request.run_id))
+
+    @operator_call
+    async def GetRun(self, request, context):
+        return run_message(self.core.store.get_run(request.run_id))
+
+    @operator_call
+    async def ListRuns(self, request, context):
+        return control_pb2.ListRunsReply(runs=[run_message(r) for r in self.core.store.list_runs()])
+
+    @operator_call
+    async def ListRounds(self, request, context):
+        self.core.store.get_run(request.run_id)
+        rows = self.core.store.list_rounds(request.run_id)
+        return control_pb2.ListRoundsReply(
+            rounds=[
+                control_pb2.RoundInfo(
+                    round=r.round,
+                    started_unix=r.started_at,
+                    finished_unix=r.finished_at,
+                    sampled=r.sampled,
+                    reported=r.reported,
+                    rejected=r.rejected,
+                    metrics=r.metrics,
+                    model_id=r.model_id or "",
+                    attempts=r.attempts,
+                )
+                for r in rows
+            ]
+        )
+
+    async def WatchRun(self, request, context):
+        try:
+            self.check(context)
+        except AuthError as err:
+            await context.abort(err.code, str(err))
+        if request.run_id:
+            try:
+                self.core.store.get_run(request.run_id)
+            except NotFound as err:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        try:
+            async for ev in self.core.bus.watch(request.run_id or None, request.after_seq):
+                yield event_message(ev)
+        except WatcherTooSlow as err:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+
+    # -- participants ----------------------------------------------------------------------
+    @operator_call
+    async def ListParticipants(self, request, context):
+        return control_pb2.ListParticipantsReply(
+            participants=[participant_message(v) for v in self.core.registry.views()]
+        )
+
+    @operator_call
+    async def ApproveParticipant(self, request, context):
+        self.core.approve(request.participant_id)
+        return self._participant(request.participant_id)
+
+    @operator_call
+    async def RevokeParticipant(self, request, context):
+        self.core.revoke(request.participant_id)
+        return self._participant(request.participant_id)
+
+    def _participant(self, participant_id: str) -> control_pb2.Participant:
+        for v in self.core.registry.views():
+            if v.record.participant_id == participant_id:
+                return participant_message(v)
+        raise NotFound(f"No participant '{participant_id}'.")
+
+    @operator_call
+    async def CreateJoinToken(self, request, context):
+        token, expires, command = self.core.create_join_token(
+            request.ttl_s, request.auto_approve, request.note[:200]
+        )
+        return control_pb2.JoinToken(token=token, expires_unix=expires, command=command)
+
+    # -- models ----------------------------------------------------------------------------
+    @operator_call
+    async def ListModels(self, request, context):
+        models = self.core.store.list_models(request.run_id or None)
+        return control_pb2.ListModelsReply(models=[model_message(m) for m in models])
+
+    async def DownloadModel(self, request, context):
+        try:
+            self.check(context)
+            ckpt = await asyncio.to_thread(self._checkpoint, request.model_id)
+        except FedMetaMalError as err:  # AuthError included: its own status
+            code = err.code if isinstance(err, AuthError) else _status_of(err)
+            await context.abort(code, str(err))
+        tensors = {"params": ckpt.params.numpy()}
+        tensors |= {f"pre.{k}": v.numpy() for k, v in ckpt.preprocessor.tensors().items()}
+        for chunk in encode(tensors):
+            yield chunk
+
+    async def ExportModel(self, request, context):
+        try:
+            self.check(context)
+            if request.format not in ("onnx", "safetensors"):
+                raise ConfigError(
+                    f"Unknown export format '{request.format[:20]}'.", "Use onnx or safetensors."
+                )
+            data, name, media = await asyncio.to_thread(
+                self._export, request.model_id, request.format
+            )
+        except FedMetaMalError as err:  # AuthError included: its own status
+            code = err.code if isinstance(err, AuthError) else _status_of(err)
+            await context.abort(code, str(err))
+        for chunk in file_chunks(data, name, media):
+            yield chunk
+
+    def _model_path(self, model_id: str) -> tuple[ModelRecord, Path]:
+        rec = self.core.store.get_model(model_id)
+        return rec, self.core.data_dir / rec.path
+
+    def _checkpoint(self, model_id: str) -> Any:
+        from fedmetamal.models.checkpoint import load_checkpoint
+
+        _, path = self._model_path(model_id)
+        return load_checkpoint(path)
+
+    def _export(self, model_id: str, fmt: str) -> tuple[bytes, str, str]:
+        rec, path = self._model_path(model_id)
+        if fmt == "safetensors":
+            return path.read_bytes(), f"{model_id}.safetensors", "application/octet-stream"
+        from fedmetamal.models.checkpoint import load_checkpoint
+        from fedmetamal.models.export import export_onnx
+
+        ckpt = load_checkpoint(path)
+        meta = dict(ckpt.metadata)
+        schema = meta.get("feature_schema")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "model.onnx"
+            export_onnx(
+                out,
+                ckpt.network,
+                ckpt.params,
+                ckpt.preprocessor,
+                ckpt.feature_names,
+                metadata={
+                    k: v for k, v in meta.items() if k not in ("threshold", "feature_schema")
+                },
+                feature_schema=_full_schema(schema, ckpt.feature_names),
+                threshold=meta.get("threshold"),
+            )
+            return out.read_bytes(), f"{rec.model_id}.onnx", "application/onnx"
+
+
+def _full_schema(schema: Any, names: list[str]) -> dict[str, Any] | None:
+    """The feature schema stamp export_onnx stores: the registry's, else name + columns."""
+    if not isinstance(schema, dict) or not schema.get("name"):
+        return None
+    from fedmetamal.features.schema import get_schema
+
+    try:
+        return get_schema(str(schema["name"])).describe()
+    except FedMetaMalError:
+        return {"name": schema["name"], "version": None, "columns": list(names)}
+
+
+# -- record -> message ---------------------------------------------------------------------
+def run_message(r: RunRecord) -> control_pb2.Run:
+    import json
+
+    rounds = 0
+    with contextlib.suppress(ValueError, AttributeError):
+        rounds = int(json.loads(r.config_json).get("training", {}).get("rounds", 0))
+    return control_pb2.Run(
+        run_id=r.run_id,
+        name=r.name,
+        state=r.state,
+        round=r.round,
+        rounds=rounds,
+        config_json=r.config_json,
+        participant_ids=r.participant_ids,
+        created_unix=r.created_at,
+        updated_unix=r.updated_at,
+        error=r.error or "",
+        latest_metrics=r.latest_metrics,
+    )
+
+
+def event_message(e: EventRecord) -> control_pb2.Event:
+    return control_pb2.Event(
+        seq=e.seq,
+        run_id=e.run_id or "",
+        time_unix=e.time,
+        kind=e.kind,
+        round=e.round or 0,
+        participant_id=e.participant_id or "",
+        state=e.state or "",
+        level=e.level,
+        message=e.message,
+        metrics={k: v for k, v in e.metrics.items() if v == v},
+    )
+
+
+def participant_message(v: ParticipantView) -> control_pb2.Participant:
+    rec = v.record
+    summary = common_pb2.DatasetSummary()
+    s = rec.summary or {}
+    for key in ("dataset_name", "feature_schema", "schema_digest"):
+        setattr(summary, key, str(s.get(key, "")))
+    for key in ("n_train", "n_unlabelled", "n_test", "n_features"):
+        setattr(summary, key, int(s.get(key, 0)))
+    summary.label_counts.update({k: int(c) for k, c in (s.get("label_counts") or {}).items()})
+    summary.family_counts.update({k: int(c) for k, c in (s.get("family_counts") or {}).items()})
+    return control_pb2.Participant(
+        participant_id=rec.participant_id,
+        name=rec.name,
+        state=rec.state,
+        online=v.online,
+        activity=v.activity,
+        last_seen_unix=v.last_seen or 0.0,
+        enrolled_unix=rec.enrolled_at,
+        platform=rec.platform,
+        summary=summary,
+    )
+
+
+def model_message(m: ModelRecord) -> control_pb2.ModelVersion:
+    return control_pb2.ModelVersion(
+        model_id=m.model_id,
+        run_id=m.run_id,
+        round=m.round,
+        created_unix=m.created_at,
+        num_params=m.num_params,
+        feature_schema=m.feature_schema or "",
+        metrics=m.metrics,
+    )

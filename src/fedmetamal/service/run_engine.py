@@ -1,0 +1,570 @@
+"""One network run, round after round: the server's half of the federation.
+
+Each round samples participants exactly as the simulation samples clients (same seed, same
+slots), posts them training tasks, waits for their updates until the round's deadline (or
+until every sampled participant has answered or gone offline), and aggregates those that
+reported with the algorithm's own ``server_update`` — the code the simulation runs. With fewer
+valid updates than ``network.min_participants`` (or than the aggregation rule needs), the round
+is retried. After aggregation the model is evaluated (on the server's test set if it has one,
+and by the participants on their local test splits), checkpointed, and the round, its metrics
+and the model version are stored in one transaction: a crash after that loses nothing, and a
+crash before it repeats the round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from fedmetamal.config import RunConfig
+from fedmetamal.errors import FedMetaMalError, TrainingDivergedError
+from fedmetamal.fl.aggregate import remaining_byzantine, required_clients
+from fedmetamal.fl.base import Algorithm, ClientOutput
+from fedmetamal.fl.histogram_metrics import BINS, histogram_metrics, histogram_threshold
+from fedmetamal.fl.schedule import client_lr, sample_clients
+from fedmetamal.service.network_runs import (
+    build_run_algorithm,
+    parse_run_config,
+    upload_shapes,
+)
+from fedmetamal.service.records import ModelRecord, RoundRow, RunRecord
+from fedmetamal.service.run_state import (
+    RunState,
+    feature_sums_from_blob,
+    fresh_state,
+    restore_state,
+    save_round,
+)
+from fedmetamal.service.tasks import TaskRefused, TaskResult, TaskSpec
+from fedmetamal.sim.update_checks import check_updates, select_rows
+
+if TYPE_CHECKING:
+    from fedmetamal.service.server_core import ServerCore
+
+logger = logging.getLogger(__name__)
+
+
+class RunFailed(FedMetaMalError):
+    """The run cannot go on (participants missing, inconsistent data, divergence)."""
+
+
+@dataclass
+class Collected:
+    results: list[tuple[int, TaskResult]] = field(default_factory=list)  # (slot, result)
+    rejected: dict[str, str] = field(default_factory=dict)  # participant id -> reason
+
+
+class RunEngine:
+    def __init__(self, core: ServerCore, run: RunRecord) -> None:
+        self.core = core
+        self.run_id = run.run_id
+        self.cfg: RunConfig = parse_run_config(run.config_json)
+        self.slots = list(run.participant_ids)
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._stop = False
+        self.state: RunState | None = None
+        self.algorithm: Algorithm | None = None
+        self.sizes: list[int] = []
+        self.n_test: list[int] = []
+        self.threshold: dict[str, Any] | None = None
+
+    # -- control ---------------------------------------------------------------------------
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._resume.set()
+
+    # -- the run ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        core = self.core
+        try:
+            await self._setup()
+            assert self.state is not None
+            rounds = self.cfg.training.rounds
+            while self.state.round < rounds and not self._stop:
+                if not self._resume.is_set():
+                    core.set_run_state(
+                        self.run_id, "paused", f"paused after round {self.state.round}"
+                    )
+                    await self._resume.wait()
+                    if self._stop:
+                        break
+                    core.set_run_state(self.run_id, "running", "resumed")
+                await self._round(self.state.round)
+            if self._stop:
+                core.set_run_state(
+                    self.run_id, "stopped", f"stopped after round {self.state.round}"
+                )
+            else:
+                core.set_run_state(self.run_id, "completed", f"completed {rounds} rounds")
+        except asyncio.CancelledError:
+            raise
+        except FedMetaMalError as err:
+            core.set_run_state(self.run_id, "failed", str(err), error=str(err))
+        except Exception as err:  # a bug: keep the server up, record the run as failed
+            logger.exception("run %s failed", self.run_id)
+            core.set_run_state(
+                self.run_id, "failed", f"internal error: {err!r}", error=f"internal error: {err!r}"
+            )
+        finally:
+            core.board.withdraw(
+                [t["task_id"] for t in core.board.open_tasks() if t["run_id"] == self.run_id]
+            )
+
+    async def _setup(self) -> None:
+        """Wait for every participant's dataset summary, check they agree, and build round 0
+        (or restore the last completed round after a restart)."""
+        core, cfg = self.core, self.cfg
+        run = core.store.get_run(self.run_id)
+        deadline = time.monotonic() + cfg.network.start_timeout_s
+        while True:
+            recs = [core.registry.get(pid) for pid in self.slots]
+            missing = [
+                pid for pid, r in zip(self.slots, recs, strict=True) if r is None or not r.summary
+            ]
+            if not missing:
+                break
+            if time.monotonic() > deadline:
+                raise RunFailed(
+                    f"Participants {', '.join(missing)} never reported their dataset summary "
+                    f"within network.start_timeout_s = {cfg.network.start_timeout_s:g} s.",
+                    "Start them (fedmetamal join ...) or create the run without them.",
+                )
+            await asyncio.sleep(0.5)
+        summaries = [r.summary or {} for r in recs if r is not None]
+        widths = {int(s.get("n_features", 0)) for s in summaries}
+        digests = {s.get("schema_digest", "") for s in summaries}
+        if len(widths) != 1 or len(digests) != 1:
+            detail = ", ".join(
+                f"{pid}: {s.get('n_features')} columns ({s.get('feature_schema') or 'no schema'})"
+                for pid, s in zip(self.slots, summaries, strict=True)
+            )
+            raise RunFailed(
+                f"The participants' data do not have the same feature columns ({detail}).",
+                "Every participant must extract its features with the same schema.",
+            )
+        self.sizes = [int(s.get("n_train", 0)) for s in summaries]
+        self.n_test = [int(s.get("n_test", 0)) for s in summaries]
+        self.algorithm = build_run_algorithm(cfg, len(self.slots))
+        if run.round > 0 and run.checkpoint_path:
+            path = core.data_dir / run.checkpoint_path
+            self.state = await asyncio.to_thread(restore_state, path, run.round)
+            core.bus.publish(
+                "log",
+                f"resumed from round {run.round} ({run.checkpoint_path})",
+                run_id=self.run_id,
+            )
+        else:
+            sums = []
+            for pid, rec in zip(self.slots, recs, strict=True):
+                assert rec is not None
+                if rec.feature_sums is None:
+                    raise RunFailed(f"Participant {pid} sent no feature sums with its summary.")
+                sums.append(feature_sums_from_blob(rec.feature_sums, int(rec.summary["n_train"])))
+            names = list(summaries[0].get("feature_names") or [])
+            d = widths.pop()
+            if len(names) != d:
+                names = [f"f{i}" for i in range(d)]
+            schema = summaries[0].get("feature_schema") or None
+            self.state = await asyncio.to_thread(
+                fresh_state, cfg, self.algorithm, sums, names, schema
+            )
+        self.expected = {
+            k: ("float32", shape)
+            for k, shape in upload_shapes(self.algorithm, self.state.network).items()
+        }
+        if (
+            self.core.test_data is not None
+            and self.core.test_data.n_features != self.state.network.n_features
+        ):
+            raise RunFailed(
+                f"The server's test data has {self.core.test_data.n_features} feature columns "
+                f"but the participants' data {self.state.network.n_features}.",
+                "Start the server with test data of the same schema, or without --test-data.",
+            )
+
+    # -- one round -------------------------------------------------------------------------
+    async def _round(self, r: int) -> None:
+        core, cfg = self.core, self.cfg
+        net = cfg.network
+        for attempt in range(1, net.max_attempts + 1):
+            if self._stop:
+                return
+            started = time.time()
+            sampled = [
+                int(s)
+                for s in sample_clients(len(self.slots), cfg.training.client_fraction, cfg.seed, r)
+                if self.sizes[int(s)] > 0
+            ]
+            collected, posted = await self._train(r, sampled, attempt)
+            if self._stop:
+                return
+            outcome = None
+            if len(collected.results) >= net.min_participants:
+                outcome = await asyncio.to_thread(self._aggregate, r, collected)
+            if outcome is not None:
+                new_params, new_server, train_loss, excluded = outcome
+                collected.rejected |= excluded
+                await self._finish_round(
+                    r, started, attempt, sampled, collected, new_params, new_server, train_loss
+                )
+                return
+            got = len(collected.results)
+            core.bus.publish(
+                "round_retried",
+                f"round {r + 1}: {got} usable update(s) from {len(posted)} task(s); "
+                f"needs {net.min_participants} — "
+                + (
+                    f"retrying in {net.retry_delay_s:g} s"
+                    if attempt < net.max_attempts
+                    else "giving up"
+                ),
+                run_id=self.run_id,
+                round=r + 1,
+                level="warning",
+            )
+            if attempt < net.max_attempts:
+                await asyncio.sleep(net.retry_delay_s)
+        raise RunFailed(
+            f"Round {r + 1} got too few updates in {net.max_attempts} attempts (needs "
+            f"network.min_participants = {net.min_participants}).",
+            "Check that enough participants are online and approved, then start a new run.",
+        )
+
+    def _task_tensors(self, r: int) -> dict[str, np.ndarray]:
+        assert self.state is not None and self.algorithm is not None
+        st = self.state
+        tensors = {"params": st.params.detach().cpu().numpy()}
+        for k, v in self.algorithm.broadcast(st.server_state).items():
+            tensors[f"broadcast.{k}"] = v.detach().cpu().numpy()
+        for k, v in st.preprocessor.tensors().items():
+            tensors[f"pre.{k}"] = v.numpy()
+        return tensors
+
+    async def _train(
+        self, r: int, sampled: list[int], attempt: int
+    ) -> tuple[Collected, dict[str, int]]:
+        core, cfg = self.core, self.cfg
+        tensors = self._task_tensors(r)
+        deadline = time.time() + cfg.network.round_timeout_s
+        lr = client_lr(cfg.training, r)
+        config_json = cfg.model_dump_json()
+        posted: dict[str, int] = {}
+        futures: dict[asyncio.Future[TaskResult], tuple[int, str]] = {}
+        collected = Collected()
+        for slot in sampled:
+            pid = self.slots[slot]
+            if not core.registry.can_train(pid):
+                rec = core.registry.get(pid)
+                collected.rejected[pid] = (
+                    "revoked"
+                    if rec and rec.state == "revoked"
+                    else "not approved"
+                    if rec and rec.state != "approved"
+                    else "offline"
+                )
+                continue
+            spec = TaskSpec(
+                run_id=self.run_id,
+                round=r,
+                kind="train",
+                participant_id=pid,
+                slot=slot,
+                n_slots=len(self.slots),
+                config_json=config_json,
+                deadline=deadline,
+                lr=lr,
+                tensors=tensors,
+                expected=self.expected,
+            )
+            futures[core.board.post(spec)] = (slot, pid)
+            posted[spec.task_id] = slot
+        core.bus.publish(
+            "round_started",
+            f"round {r + 1}/{cfg.training.rounds}"
+            + (f" (attempt {attempt})" if attempt > 1 else "")
+            + f": {len(posted)} of {len(sampled)} sampled participant(s) training",
+            run_id=self.run_id,
+            round=r + 1,
+        )
+        await self._collect(futures, deadline, collected)
+        core.board.withdraw(list(posted))
+        return collected, posted
+
+    async def _collect(
+        self,
+        futures: dict[asyncio.Future[TaskResult], tuple[int, str]],
+        deadline: float,
+        collected: Collected,
+    ) -> None:
+        """Wait for results until all are in, the deadline passes, or the rest went offline."""
+        pending = set(futures)
+        while pending and not self._stop:
+            left = deadline - time.time()
+            if left <= 0:
+                for f in pending:
+                    collected.rejected.setdefault(futures[f][1], "missed the round's deadline")
+                break
+            done, pending = await asyncio.wait(pending, timeout=min(left, 0.5))
+            for f in done:
+                slot, pid = futures[f]
+                if f.cancelled():
+                    collected.rejected[pid] = "task withdrawn"
+                elif isinstance(f.exception(), TaskRefused):
+                    collected.rejected[pid] = str(f.exception())
+                elif f.exception() is not None:
+                    collected.rejected[pid] = f"failed: {f.exception()!r}"
+                else:
+                    collected.results.append((slot, f.result()))
+            now = time.time()
+            for f in list(pending):
+                pid = futures[f][1]
+                if not self.core.registry.can_train(pid, now):
+                    collected.rejected[pid] = "went offline during the round"
+                    pending.discard(f)
+        collected.results.sort(key=lambda sr: sr[0])
+
+    def _aggregate(
+        self, r: int, collected: Collected
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], float, dict[str, str]] | None:
+        """Validate and aggregate (runs in a worker thread); None when too few updates pass."""
+        assert self.state is not None and self.algorithm is not None
+        st, cfg, algo = self.state, self.cfg, self.algorithm
+        slots = np.array([s for s, _ in collected.results])
+        res = [x for _, x in collected.results]
+        extras = [k.removeprefix("extra.") for k in self.expected if k.startswith("extra.")]
+        out = ClientOutput(
+            torch.stack([torch.from_numpy(x.tensors["delta"]) for x in res]),
+            torch.tensor([float(x.num_samples) for x in res]),
+            torch.tensor([float(x.steps) for x in res]),
+            torch.tensor([float(x.train_loss) for x in res]),
+            {
+                k: torch.stack([torch.from_numpy(x.tensors[f"extra.{k}"]) for x in res])
+                for k in extras
+            },
+        )
+        check = check_updates(out.delta, slots, cfg.aggregation.max_update_norm)
+        excluded = {self.slots[int(c)]: why for c, why in check.excluded.items()}
+        n_keep = len(check.keep)
+        agg = cfg.aggregation
+        need = max(
+            cfg.network.min_participants,
+            required_clients(
+                agg, remaining_byzantine(n_keep, agg.byzantine, None, len(excluded)), n_keep
+            ),
+        )
+        if n_keep < need:
+            return None
+        algo.aggregator.excluded = len(slots) - n_keep
+        if not check.all_pass:
+            out = select_rows(out, check.keep)
+        weights = (
+            out.num_samples
+            if cfg.training.weighting == "samples"
+            else torch.ones_like(out.num_samples)
+        )
+        train_loss = float((weights * out.train_loss).sum() / weights.sum())
+        new_params, new_server = algo.server_update(
+            st.params, st.server_state, out, weights, len(self.slots)
+        )
+        if not (math.isfinite(train_loss) and bool(torch.isfinite(new_params).all())):
+            raise TrainingDivergedError(
+                f"Training diverged in round {r + 1}: the global model became NaN/inf.",
+                f"Lower training.client_lr (now {cfg.training.client_lr}) or algorithm.server_lr.",
+            )
+        return (
+            new_params.clone(),
+            {k: v.clone() for k, v in new_server.items()},
+            train_loss,
+            excluded,
+        )
+
+    async def _finish_round(
+        self,
+        r: int,
+        started: float,
+        attempt: int,
+        sampled: list[int],
+        collected: Collected,
+        new_params: torch.Tensor,
+        new_server: dict[str, torch.Tensor],
+        train_loss: float,
+    ) -> None:
+        core, cfg = self.core, self.cfg
+        assert self.state is not None
+        st = self.state
+        st.params, st.server_state, st.round = new_params, new_server, r + 1
+        metrics: dict[str, float] = {"train_loss": train_loss}
+        client_metrics: dict[str, dict[str, float]] = {}
+        for slot, res in collected.results:
+            client_metrics[self.slots[slot]] = {"train_loss": res.train_loss, **res.metrics}
+        rounds = cfg.training.rounds
+        if (r + 1) % cfg.evaluation.every == 0 or r + 1 == rounds:
+            metrics |= await self._evaluate(r, client_metrics)
+        meta = {
+            "algorithm": cfg.algorithm.name,
+            "metrics": {k: v for k, v in metrics.items() if v == v},
+            "threshold": self.threshold,
+        }
+        rel = f"runs/{self.run_id}/round-{r + 1:05d}.safetensors"
+        sha, _ = await asyncio.to_thread(save_round, core.data_dir / rel, st, self.run_id, meta)
+        model_id = f"{self.run_id}-r{r + 1:05d}"
+        reported = [self.slots[s] for s, _ in collected.results]
+        row = RoundRow(
+            run_id=self.run_id,
+            round=r + 1,
+            started_at=started,
+            finished_at=time.time(),
+            sampled=[self.slots[s] for s in sampled],
+            reported=[p for p in reported if p not in collected.rejected],
+            rejected=collected.rejected,
+            metrics=metrics,
+            attempts=attempt,
+            model_id=model_id,
+            client_metrics=client_metrics,
+        )
+        model = ModelRecord(
+            model_id=model_id,
+            run_id=self.run_id,
+            round=r + 1,
+            created_at=time.time(),
+            path=rel,
+            sha256=sha,
+            num_params=st.network.num_params,
+            feature_schema=st.feature_schema,
+            metrics={k: v for k, v in metrics.items() if v == v},
+        )
+        clean = {k: v for k, v in metrics.items() if v == v}
+        await asyncio.to_thread(
+            core.store.complete_round,
+            row,
+            model,
+            {"round": r + 1, "checkpoint_path": rel, "latest_metrics": clean},
+        )
+        for pid, why in collected.rejected.items():
+            core.bus.publish(
+                "update_rejected",
+                f"{pid}: {why}",
+                run_id=self.run_id,
+                round=r + 1,
+                participant_id=pid,
+                level="warning",
+            )
+        core.bus.publish(
+            "round_finished",
+            f"round {r + 1}/{rounds} finished: {len(row.reported)} update(s)"
+            + "".join(
+                f", {k} {v:.4f}" for k, v in clean.items() if k in ("roc_auc", "accuracy", "loss")
+            ),
+            run_id=self.run_id,
+            round=r + 1,
+            metrics=clean,
+        )
+
+    # -- evaluation ------------------------------------------------------------------------
+    async def _evaluate(
+        self, r: int, client_metrics: dict[str, dict[str, float]]
+    ) -> dict[str, float]:
+        """Central metrics on the server's test set (if any), and federated ones from the
+        participants' local test splits (plain names without a server test set, else
+        ``local_*``); each participant's own metrics go to ``client_metrics``."""
+        assert self.state is not None
+        out: dict[str, float] = {}
+        if self.core.test_data is not None:
+            out |= await asyncio.to_thread(self._central_metrics)
+        hists = await self._federated_eval(r)
+        if hists:
+            b = sum(h[0] for h in hists.values())
+            m = sum(h[1] for h in hists.values())
+            loss = sum(h[2] for h in hists.values())
+            fed = histogram_metrics(b, m, loss)
+            prefix = "local_" if self.core.test_data is not None else ""
+            out |= {f"{prefix}{k}": v for k, v in fed.items()}
+            for pid, (hb, hm, ls) in hists.items():
+                client_metrics.setdefault(pid, {}).update(
+                    {f"test_{k}": v for k, v in histogram_metrics(hb, hm, ls).items()}
+                )
+            from fedmetamal.detect.threshold import DEFAULT_THRESHOLD, TARGET_FPR
+
+            value = histogram_threshold(b, TARGET_FPR)
+            self.threshold = {
+                "value": float(value if value is not None else DEFAULT_THRESHOLD),
+                "target_fpr": TARGET_FPR,
+                "source": "pooled participant validation histograms (local test splits)"
+                if value is not None
+                else "none: no benign files in the participants' test splits",
+                "benign": int(b.sum()),
+                "malware": int(m.sum()),
+            }
+        return out
+
+    def _central_metrics(self) -> dict[str, float]:
+        from fedmetamal.fl.metrics import detection_metrics
+        from fedmetamal.sim.evaluate import predict
+
+        assert self.state is not None and self.core.test_data is not None
+        st, ds = self.state, self.core.test_data
+        X = torch.from_numpy(st.preprocessor.apply(np.asarray(ds.X)))
+        scores = predict(st.network, st.params, X)
+        if not np.isfinite(scores).all():
+            raise TrainingDivergedError(f"The global model outputs NaN after round {st.round}.")
+        return detection_metrics(scores, ds.y)
+
+    async def _federated_eval(self, r: int) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+        core = self.core
+        pids = [
+            (slot, pid)
+            for slot, pid in enumerate(self.slots)
+            if self.n_test[slot] > 0 and core.registry.can_train(pid)
+        ]
+        if not pids:
+            return {}
+        assert self.state is not None
+        tensors = {"params": self.state.params.detach().cpu().numpy()}
+        for k, v in self.state.preprocessor.tensors().items():
+            tensors[f"pre.{k}"] = v.numpy()
+        deadline = time.time() + self.cfg.network.round_timeout_s
+        expected = {"hist.benign": ("int64", (BINS,)), "hist.malware": ("int64", (BINS,))}
+        futures = {}
+        cfg_json = self.cfg.model_dump_json()
+        for slot, pid in pids:
+            spec = TaskSpec(
+                run_id=self.run_id,
+                round=r,
+                kind="evaluate",
+                participant_id=pid,
+                slot=slot,
+                n_slots=len(self.slots),
+                config_json=cfg_json,
+                deadline=deadline,
+                lr=0.0,
+                tensors=tensors,
+                expected=expected,
+            )
+            futures[core.board.post(spec)] = (slot, pid)
+        collected = Collected()
+        await self._collect(futures, deadline, collected)
+        core.board.withdraw(
+            [t["task_id"] for t in core.board.open_tasks() if t["run_id"] == self.run_id]
+        )
+        return {
+            self.slots[slot]: (
+                res.tensors["hist.benign"],
+                res.tensors["hist.malware"],
+                float(res.metrics.get("loss_sum", math.nan)),
+            )
+            for slot, res in collected.results
+        }
