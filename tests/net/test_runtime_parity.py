@@ -21,7 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 def _run_in_process(
-    tmp_path: Path, cfg: RunConfig, database_url: str | None = None
+    tmp_path: Path,
+    cfg: RunConfig,
+    database_url: str | None = None,
+    participant_class: type[Participant] = Participant,
 ) -> tuple[Any, list[Any]]:
     """Server in a thread, participants on this thread's event loop; the final params and
     the stored rounds."""
@@ -42,11 +45,10 @@ def _run_in_process(
                     name=f"participant-{i + 1}",
                     insecure=True,
                 )
+                cls = participant_class if i == 0 else Participant
                 tasks.append(
                     asyncio.create_task(
-                        Participant(opts, load_local_data(train, test), log=lambda _m: None).run(
-                            stop
-                        )
+                        cls(opts, load_local_data(train, test), log=lambda _m: None).run(stop)
                     )
                 )
             with server.control() as c:
@@ -119,3 +121,40 @@ def test_a_run_on_postgresql(tmp_path: Path) -> None:
     expected = simulate(cfg, write_outputs=False, federation=build_federation(cfg)).params
     assert float((params - expected).abs().max()) < 1e-5
     assert [r.round for r in rounds] == [1, 2]
+
+
+@pytest.mark.parametrize("neighbours", [None, 2])
+def test_secure_aggregation_over_grpc_matches_the_simulated_protocol(
+    tmp_path: Path, neighbours: int | None
+) -> None:
+    """Four protocol stages as tasks; the decoded weighted mean is the simulation's."""
+    cfg = small_config(
+        **{"partition.clients": 4, "secagg.enabled": True, "secagg.neighbours": neighbours}
+    )
+    params, rounds = _run_in_process(tmp_path, cfg)
+    expected = simulate(cfg, write_outputs=False, federation=build_federation(cfg)).params
+    assert float((params - expected).abs().max()) < 1e-5
+    assert all(len(r.reported) == 4 for r in rounds)
+
+
+class _DropsOutAtMaskedInput(Participant):
+    """Goes silent in round 1 after sharing its keys, as a crashed machine would."""
+
+    def _compute(self, task: Any, tensors: Any, header: Any) -> Any:
+        from fedmetamal.net.participant_secagg import SecAggSessionLost
+        from fedmetamal.v1 import federation_pb2
+
+        if task.kind == federation_pb2.Task.SECAGG_MASKED_TRAIN and task.round == 0:
+            raise SecAggSessionLost("simulated crash before the masked input")
+        return super()._compute(task, tensors, header)
+
+
+def test_secure_aggregation_survives_a_dropout_after_key_sharing(tmp_path: Path) -> None:
+    """The dropped participant's pairwise masks are rebuilt from its key shares and removed:
+    the round still aggregates the other three updates."""
+    cfg = small_config(**{"partition.clients": 4, "secagg.enabled": True, "training.rounds": 2})
+    params, rounds = _run_in_process(tmp_path, cfg, participant_class=_DropsOutAtMaskedInput)
+    assert [r.round for r in rounds] == [1, 2]
+    assert len(rounds[0].reported) == 3 and len(rounds[1].reported) == 4
+    assert any("simulated crash" in why for why in rounds[0].rejected.values())
+    assert bool(params.isfinite().all())

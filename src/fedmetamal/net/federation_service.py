@@ -45,7 +45,14 @@ _SERVICE = "/fedmetamal.v1.FederationService/"
 MAX_PULL_WAIT_S = 30.0
 MAX_FEATURES = 1_000_000
 MAX_NAME_CHARS = 100
-_KINDS = {"train": federation_pb2.Task.TRAIN, "evaluate": federation_pb2.Task.EVALUATE}
+_KINDS = {
+    "train": federation_pb2.Task.TRAIN,
+    "evaluate": federation_pb2.Task.EVALUATE,
+    "secagg_advertise": federation_pb2.Task.SECAGG_ADVERTISE,
+    "secagg_share_keys": federation_pb2.Task.SECAGG_SHARE_KEYS,
+    "secagg_masked_train": federation_pb2.Task.SECAGG_MASKED_TRAIN,
+    "secagg_unmask": federation_pb2.Task.SECAGG_UNMASK,
+}
 
 
 class FederationService(federation_pb2_grpc.FederationServiceServicer):
@@ -158,6 +165,8 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             deadline_unix=spec.deadline,
             lr=spec.lr,
         )
+        if spec.secagg is not None:
+            task.secagg.CopyFrom(spec.secagg)
         return federation_pb2.PullTaskReply(has_task=True, task=task, state=state)
 
     async def DownloadTask(self, request, context):
@@ -199,6 +208,10 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
             )
             self.core.board.fail(spec.task_id, reason)
             return federation_pb2.UploadReply(accepted=False, reason=reason)
+        if h.error:
+            reason = f"the participant could not do the task: {h.error[:500]}"
+            self.core.board.fail(spec.task_id, reason)
+            return federation_pb2.UploadReply(accepted=True, reason=reason)
         reader = PayloadReader(self.max_payload, spec.expected)
         try:
             reader.header(h.payload)
@@ -222,6 +235,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
                 train_loss=float(h.train_loss),
                 metrics={str(k)[:64]: float(v) for k, v in list(h.metrics.items())[:64]},
                 tensors=tensors,
+                secagg=h.secagg if h.HasField("secagg") else None,
             )
         )
         return federation_pb2.UploadReply(accepted=True)
@@ -229,6 +243,12 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
 
 def _check_result(kind: str, h: federation_pb2.UploadHeader, tensors: dict[str, np.ndarray]) -> str:
     """Why a result is unusable ("" when it is fine): the server never aggregates NaN."""
+    if kind.startswith("secagg"):
+        if not h.HasField("secagg") and kind != "secagg_masked_train":
+            return "a secure-aggregation result without its protocol message"
+        if kind == "secagg_masked_train" and h.num_samples == 0:
+            return "an update from 0 training samples"
+        return ""
     if kind == "train":
         for name, t in tensors.items():
             if not np.isfinite(t).all():

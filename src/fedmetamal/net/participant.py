@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from fedmetamal import __version__
 from fedmetamal.errors import FedMetaMalError
@@ -32,6 +33,7 @@ from fedmetamal.net.auth import (
 from fedmetamal.net.identity import IDENTITY_FILE, ParticipantIdentity
 from fedmetamal.net.local_work import LocalWork
 from fedmetamal.net.participant_data import LocalData, dataset_summary
+from fedmetamal.net.participant_secagg import ParticipantSecAgg, SecAggSessionLost
 from fedmetamal.net.payload import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     data_chunks,
@@ -40,6 +42,7 @@ from fedmetamal.net.payload import (
     payload_header,
 )
 from fedmetamal.net.tls import channel_credentials, is_loopback, read_pem
+from fedmetamal.privacy.secagg import ProtocolError, SecAggAborted
 from fedmetamal.v1 import federation_pb2, federation_pb2_grpc
 
 _SERVICE = "/fedmetamal.v1.FederationService/"
@@ -91,6 +94,7 @@ class Participant:
         self.log = log
         self.work = LocalWork(data, opts.state_dir)
         self.identity: ParticipantIdentity | None = None
+        self.secagg = ParticipantSecAgg()
         self.activity = ("idle", "", 0.0)
         self.tasks_done = 0
         self.heartbeat_interval = 5.0
@@ -238,7 +242,13 @@ class Participant:
     async def _do_task(
         self, stub: federation_pb2_grpc.FederationServiceStub, task: federation_pb2.Task
     ) -> None:
-        kind = "training" if task.kind == federation_pb2.Task.TRAIN else "evaluating"
+        K = federation_pb2.Task
+        kind = {
+            K.EVALUATE: "evaluating",
+            K.SECAGG_ADVERTISE: "securing",
+            K.SECAGG_SHARE_KEYS: "securing",
+            K.SECAGG_UNMASK: "securing",
+        }.get(task.kind, "training")
         self.activity = (kind, task.task_id, 0.0)
         req = federation_pb2.DownloadTaskRequest(task_id=task.task_id)
         stream = stub.DownloadTask(req, metadata=self._md("DownloadTask", req), timeout=600)
@@ -250,38 +260,25 @@ class Participant:
                 self.activity = ("idle", "", 0.0)
                 return
             raise
-        metrics: dict[str, float] = {}
         started = time.perf_counter()
-        if task.kind == federation_pb2.Task.TRAIN:
-            res = await asyncio.to_thread(
-                self.work.train,
-                task.run_id,
-                task.round,
-                task.slot,
-                task.lr,
-                task.config_json,
-                tensors,
-            )
-            out, n, steps, loss = res.tensors, res.num_samples, res.steps, res.train_loss
-        else:
-            out, loss_sum = await asyncio.to_thread(
-                self.work.evaluate, task.run_id, task.config_json, tensors
-            )
-            n, steps, loss = len(self.data.y_test), 0, 0.0
-            metrics["loss_sum"] = loss_sum
-        # local compute time: lets the server separate its own overhead from the slowest client
-        metrics["compute_seconds"] = time.perf_counter() - started
-        self.activity = ("uploading", task.task_id, 1.0)
         header = federation_pb2.UploadHeader(
-            task_id=task.task_id,
-            run_id=task.run_id,
-            round=task.round,
-            num_samples=n,
-            steps=steps,
-            train_loss=loss,
-            metrics=metrics,
-            payload=payload_header(out),
+            task_id=task.task_id, run_id=task.run_id, round=task.round
         )
+        out: dict[str, np.ndarray] = {}
+        try:
+            out = await asyncio.to_thread(self._compute, task, tensors, header)
+        except (
+            FedMetaMalError,
+            ValueError,
+            ProtocolError,
+            SecAggAborted,
+            SecAggSessionLost,
+        ) as err:
+            header.error = str(err) or type(err).__name__  # the server drops us from the round
+        # local compute time: lets the server separate its own overhead from the slowest client
+        header.metrics["compute_seconds"] = time.perf_counter() - started
+        header.payload.CopyFrom(payload_header(out))
+        self.activity = ("uploading", task.task_id, 1.0)
 
         async def chunks():
             yield federation_pb2.UploadChunk(header=header)
@@ -291,12 +288,55 @@ class Participant:
         reply = await stub.UploadResult(
             chunks(), metadata=self._md("UploadResult", header), timeout=600
         )
-        what = "update" if kind == "training" else "evaluation"
-        if reply.accepted:
-            self.log(
-                f"run {task.run_id} round {task.round + 1}: {what} sent"
-                + (f" ({steps} steps, loss {loss:.4f})" if kind == "training" else "")
-            )
+        what = {"training": "update", "evaluating": "evaluation"}.get(
+            kind, "secure-aggregation step"
+        )
+        where = f"run {task.run_id} round {task.round + 1}"
+        if header.error:
+            self.log(f"{where}: could not do the task: {header.error}")
+        elif reply.accepted:
+            done = f" ({header.steps} steps, loss {header.train_loss:.4f})" if header.steps else ""
+            self.log(f"{where}: {what} sent{done}")
         else:
-            self.log(f"run {task.run_id} round {task.round + 1}: {what} refused: {reply.reason}")
+            self.log(f"{where}: {what} refused: {reply.reason}")
         self.activity = ("idle", "", 0.0)
+
+    def _compute(
+        self,
+        task: federation_pb2.Task,
+        tensors: dict[str, np.ndarray],
+        header: federation_pb2.UploadHeader,
+    ) -> dict[str, np.ndarray]:
+        """The task's work (in a worker thread); fills ``header`` and returns the tensors."""
+        K = federation_pb2.Task
+        if task.kind == K.EVALUATE:
+            out, loss_sum = self.work.evaluate(task.run_id, task.config_json, tensors)
+            header.num_samples = len(self.data.y_test)
+            header.metrics["loss_sum"] = loss_sum
+            return out
+        if task.kind == K.SECAGG_ADVERTISE:
+            header.secagg.CopyFrom(self.secagg.advertise(task.slot, task.secagg))
+            return {}
+        if task.kind == K.SECAGG_SHARE_KEYS:
+            header.secagg.CopyFrom(self.secagg.share_keys(task.secagg))
+            return {}
+        if task.kind == K.SECAGG_UNMASK:
+            header.secagg.CopyFrom(self.secagg.unmask(task.secagg))
+            return {}
+        if task.kind not in (K.TRAIN, K.SECAGG_MASKED_TRAIN):
+            raise ValueError(f"unknown task kind {task.kind}; upgrade this participant")
+        res = self.work.train(
+            task.run_id, task.round, task.slot, task.lr, task.config_json, tensors
+        )
+        header.num_samples, header.steps, header.train_loss = (
+            res.num_samples,
+            res.steps,
+            res.train_loss,
+        )
+        if task.kind == K.TRAIN:
+            return res.tensors
+        assert self.work.cfg is not None
+        y = self.secagg.masked_input(
+            task.secagg, self.work.cfg, res.tensors["delta"], res.num_samples
+        )
+        return {"masked": y}

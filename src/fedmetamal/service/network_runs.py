@@ -30,8 +30,9 @@ def parse_run_config(config_json: str) -> RunConfig:
         raise ConfigError(format_validation_error(err, "run configuration")) from None
 
 
-def check_network_run(cfg: RunConfig) -> None:
-    """Refuse, before a run is created, the options only the simulation runtime has."""
+def check_network_run(cfg: RunConfig, n_participants: int | None = None) -> None:
+    """Refuse, before a run is created (and again when it starts, with its participants
+    known), the options only the simulation runtime has and settings that cannot run."""
     refusals = []
     if algorithm_class(cfg.algorithm.name).pooled:
         refusals.append(
@@ -42,12 +43,23 @@ def check_network_run(cfg: RunConfig) -> None:
         refusals.append(f"semi.scenario '{cfg.semi.scenario}' (semi-supervised training)")
     if cfg.privacy.mode != "none":
         refusals.append(f"privacy.mode '{cfg.privacy.mode}' (differential privacy)")
-    if cfg.secagg.enabled:
-        refusals.append("secagg.enabled (secure aggregation)")
+    if cfg.secagg.enabled and cfg.secagg.dropout > 0:
+        refusals.append(
+            "secagg.dropout (simulated dropouts: participants of a real federation drop out "
+            "by themselves)"
+        )
     if cfg.attack.kind != "none":
         refusals.append(f"attack.kind '{cfg.attack.kind}' (simulated attacks)")
     if cfg.aggregation.kind == "fltrust":
         refusals.append("aggregation.kind 'fltrust' (needs a root dataset on the server)")
+    if not refusals and cfg.secagg.enabled:
+        from fedmetamal.sim.secure_round import check_secagg_config
+
+        if n_participants:
+            per_round = max(1, round(cfg.training.client_fraction * n_participants))
+        else:  # participants chosen at start: check the rule and algorithm only
+            per_round = max(2, cfg.secagg.threshold or 2)
+        check_secagg_config(cfg, min(per_round, n_participants or per_round))
     if refusals:
         raise ConfigError(
             "The network runtime does not support " + "; ".join(refusals) + " yet.",

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ from fedmetamal.service.tasks import TaskRefused, TaskResult, TaskSpec
 from fedmetamal.sim.update_checks import check_updates, select_rows
 
 if TYPE_CHECKING:
+    from fedmetamal.service.secure_rounds import SecureRounds
     from fedmetamal.service.server_core import ServerCore
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class RunFailed(FedMetaMalError):
 class Collected:
     results: list[tuple[int, TaskResult]] = field(default_factory=list)  # (slot, result)
     rejected: dict[str, str] = field(default_factory=dict)  # participant id -> reason
+    #: Why the round could not be aggregated, when it is not simply too few updates.
+    failure: str = ""
 
 
 class RunEngine:
@@ -75,6 +79,8 @@ class RunEngine:
         self.sizes: list[int] = []
         self.n_test: list[int] = []
         self.threshold: dict[str, Any] | None = None
+        #: Secure aggregation's round driver (``secagg.enabled``), set up with the run.
+        self.secure: SecureRounds | None = None
 
     # -- control ---------------------------------------------------------------------------
     def pause(self) -> None:
@@ -186,6 +192,10 @@ class RunEngine:
             k: ("float32", shape)
             for k, shape in upload_shapes(self.algorithm, self.state.network).items()
         }
+        if cfg.secagg.enabled:
+            from fedmetamal.service.secure_rounds import SecureRounds
+
+            self.secure = SecureRounds(self)
         if (
             self.core.test_data is not None
             and self.core.test_data.n_features != self.state.network.n_features
@@ -209,12 +219,26 @@ class RunEngine:
                 for s in sample_clients(len(self.slots), cfg.training.client_fraction, cfg.seed, r)
                 if self.sizes[int(s)] > 0
             ]
-            collected, posted = await self._train(r, sampled, attempt)
+            core.bus.publish(
+                "round_started",
+                f"round {r + 1}/{cfg.training.rounds}"
+                + (f" (attempt {attempt})" if attempt > 1 else "")
+                + f": {len(sampled)} participant(s) sampled"
+                + (" (secure aggregation)" if self.secure is not None else ""),
+                run_id=self.run_id,
+                round=r + 1,
+            )
+            if self.secure is not None:
+                collected, outcome = await self.secure.run(r, sampled)
+            else:
+                collected = await self.dispatch(
+                    r, "train", sampled, self._task_tensors(r), self.expected
+                )
+                outcome = None
+                if len(collected.results) >= net.min_participants and not self._stop:
+                    outcome = await asyncio.to_thread(self._aggregate, r, collected)
             if self._stop:
                 return
-            outcome = None
-            if len(collected.results) >= net.min_participants:
-                outcome = await asyncio.to_thread(self._aggregate, r, collected)
             if outcome is not None:
                 new_params, new_server, train_loss, excluded = outcome
                 collected.rejected |= excluded
@@ -222,11 +246,13 @@ class RunEngine:
                     r, started, attempt, sampled, collected, new_params, new_server, train_loss
                 )
                 return
-            got = len(collected.results)
+            why = collected.failure or (
+                f"{len(collected.results)} usable update(s) from {len(sampled)} sampled; "
+                f"needs {net.min_participants}"
+            )
             core.bus.publish(
                 "round_retried",
-                f"round {r + 1}: {got} usable update(s) from {len(posted)} task(s); "
-                f"needs {net.min_participants} — "
+                f"round {r + 1}: {why} — "
                 + (
                     f"retrying in {net.retry_delay_s:g} s"
                     if attempt < net.max_attempts
@@ -254,18 +280,24 @@ class RunEngine:
             tensors[f"pre.{k}"] = v.numpy()
         return tensors
 
-    async def _train(
-        self, r: int, sampled: list[int], attempt: int
-    ) -> tuple[Collected, dict[str, int]]:
+    async def dispatch(
+        self,
+        r: int,
+        kind: str,
+        slots: list[int],
+        tensors: dict[str, np.ndarray],
+        expected: dict[str, tuple[str, tuple[int, ...]]],
+        secagg: Callable[[int], Any] | None = None,
+    ) -> Collected:
+        """Post one task of ``kind`` to each of ``slots`` that can take it and collect the
+        results until all are in, the round's deadline passes, or the rest went offline."""
         core, cfg = self.core, self.cfg
-        tensors = self._task_tensors(r)
         deadline = time.time() + cfg.network.round_timeout_s
-        lr = client_lr(cfg.training, r)
+        lr = client_lr(cfg.training, r) if kind != "evaluate" else 0.0
         config_json = cfg.model_dump_json()
-        posted: dict[str, int] = {}
         futures: dict[asyncio.Future[TaskResult], tuple[int, str]] = {}
         collected = Collected()
-        for slot in sampled:
+        for slot in slots:
             pid = self.slots[slot]
             if not core.registry.can_train(pid):
                 rec = core.registry.get(pid)
@@ -280,7 +312,7 @@ class RunEngine:
             spec = TaskSpec(
                 run_id=self.run_id,
                 round=r,
-                kind="train",
+                kind=kind,
                 participant_id=pid,
                 slot=slot,
                 n_slots=len(self.slots),
@@ -288,21 +320,15 @@ class RunEngine:
                 deadline=deadline,
                 lr=lr,
                 tensors=tensors,
-                expected=self.expected,
+                expected=expected,
+                secagg=secagg(slot) if secagg is not None else None,
             )
             futures[core.board.post(spec)] = (slot, pid)
-            posted[spec.task_id] = slot
-        core.bus.publish(
-            "round_started",
-            f"round {r + 1}/{cfg.training.rounds}"
-            + (f" (attempt {attempt})" if attempt > 1 else "")
-            + f": {len(posted)} of {len(sampled)} sampled participant(s) training",
-            run_id=self.run_id,
-            round=r + 1,
-        )
         await self._collect(futures, deadline, collected)
-        core.board.withdraw(list(posted))
-        return collected, posted
+        core.board.withdraw(
+            [t["task_id"] for t in core.board.open_tasks() if t["run_id"] == self.run_id]
+        )
+        return collected
 
     async def _collect(
         self,
@@ -524,42 +550,19 @@ class RunEngine:
         return detection_metrics(scores, ds.y)
 
     async def _federated_eval(self, r: int) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-        core = self.core
-        pids = [
-            (slot, pid)
+        slots = [
+            slot
             for slot, pid in enumerate(self.slots)
-            if self.n_test[slot] > 0 and core.registry.can_train(pid)
+            if self.n_test[slot] > 0 and self.core.registry.can_train(pid)
         ]
-        if not pids:
+        if not slots:
             return {}
         assert self.state is not None
         tensors = {"params": self.state.params.detach().cpu().numpy()}
         for k, v in self.state.preprocessor.tensors().items():
             tensors[f"pre.{k}"] = v.numpy()
-        deadline = time.time() + self.cfg.network.round_timeout_s
         expected = {"hist.benign": ("int64", (BINS,)), "hist.malware": ("int64", (BINS,))}
-        futures = {}
-        cfg_json = self.cfg.model_dump_json()
-        for slot, pid in pids:
-            spec = TaskSpec(
-                run_id=self.run_id,
-                round=r,
-                kind="evaluate",
-                participant_id=pid,
-                slot=slot,
-                n_slots=len(self.slots),
-                config_json=cfg_json,
-                deadline=deadline,
-                lr=0.0,
-                tensors=tensors,
-                expected=expected,
-            )
-            futures[core.board.post(spec)] = (slot, pid)
-        collected = Collected()
-        await self._collect(futures, deadline, collected)
-        core.board.withdraw(
-            [t["task_id"] for t in core.board.open_tasks() if t["run_id"] == self.run_id]
-        )
+        collected = await self.dispatch(r, "evaluate", slots, tensors, expected)
         return {
             self.slots[slot]: (
                 res.tensors["hist.benign"],

@@ -168,7 +168,7 @@ class ServerCore:
         self, name: str, config_json: str, participant_ids: list[str], start: bool = False
     ) -> RunRecord:
         cfg = parse_run_config(config_json)
-        check_network_run(cfg)
+        check_network_run(cfg, len(participant_ids) or None)
         for pid in participant_ids:
             rec = self.registry.get(pid)
             if rec is None:
@@ -213,6 +213,7 @@ class ServerCore:
                 )
             run = self.store.update_run(run_id, participant_ids=pids)
         cfg = parse_run_config(run.config_json)
+        check_network_run(cfg, len(pids))
         if cfg.network.min_participants > len(pids):
             raise RunNotAllowed(
                 f"network.min_participants is {cfg.network.min_participants} but the run has "

@@ -22,7 +22,7 @@ class TaskSpec:
 
     run_id: str
     round: int
-    kind: str  # "train" | "evaluate"
+    kind: str  # "train", "evaluate" or a secure-aggregation stage ("secagg_advertise", ...)
     participant_id: str
     slot: int
     n_slots: int
@@ -32,6 +32,8 @@ class TaskSpec:
     tensors: dict[str, np.ndarray]
     #: Name -> (dtype, shape) of the tensors the result must carry.
     expected: dict[str, tuple[str, tuple[int, ...]]]
+    #: Secure-aggregation tasks: the stage's input (a ``SecAggMessage``).
+    secagg: Any = None
     task_id: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:16]}")
     delivered: int = 0
 
@@ -45,6 +47,8 @@ class TaskResult:
     train_loss: float
     metrics: dict[str, float]
     tensors: dict[str, np.ndarray]
+    #: Secure-aggregation tasks: the stage's output (a ``SecAggMessage``).
+    secagg: Any = None
 
 
 class TaskRefused(Exception):
