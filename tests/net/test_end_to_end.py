@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import onnx
 import pytest
 from tests.net.federation_processes import ProcessFederation
 from tests.net.harness import federation_files, small_config
 
 from fedmetamal.api import build_federation, simulate
+from fedmetamal.data.heterogeneity import measure_federation
 
 pytestmark = pytest.mark.slow
 
@@ -38,5 +41,12 @@ def test_fedavg_over_grpc_matches_the_simulation(tmp_path, processes) -> None:
         models = c.list_models(run_id)
         assert [m.round for m in models] == [1, 2, 3]
         header, data = c.export_model(models[-1].model_id, "onnx")
+        report = json.loads(c.run_action("Get", run_id).heterogeneity_json)
+    # the non-IID measures from what the participants shared equal the simulation's
+    sim_report = measure_federation(build_federation(cfg)).to_dict()
+    assert report["federation"] == pytest.approx(sim_report["federation"], rel=1e-9, nan_ok=True)
+    assert [row["size"] for row in report["clients"]] == [
+        row["size"] for row in sim_report["clients"]
+    ]
     model = onnx.load_from_string(data)
     assert header.filename.endswith(".onnx") and model.graph.input[0].name == "features"

@@ -23,6 +23,7 @@ from fedmetamal.net.payload import encode, file_chunks
 from fedmetamal.service.events import WatcherTooSlow
 from fedmetamal.service.participants import ParticipantView
 from fedmetamal.service.records import EventRecord, ModelRecord, RunRecord
+from fedmetamal.service.run_heterogeneity import stored_report
 from fedmetamal.service.server_core import RunNotAllowed, ServerCore
 from fedmetamal.service.store import NotFound
 from fedmetamal.v1 import common_pb2, control_pb2, control_pb2_grpc
@@ -103,7 +104,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
 
     @operator_call
     async def GetRun(self, request, context):
-        return run_message(self.core.store.get_run(request.run_id))
+        run = run_message(self.core.store.get_run(request.run_id))
+        run.heterogeneity_json = stored_report(self.core.data_dir, request.run_id)
+        return run
 
     @operator_call
     async def ListRuns(self, request, context):

@@ -35,7 +35,7 @@ from fedmetamal.net.payload import (
     from_inline,
 )
 from fedmetamal.service.participants import APPROVED, REVOKED, EnrollmentRefused
-from fedmetamal.service.run_state import SUM_KEYS, feature_sums_blob
+from fedmetamal.service.run_state import RANGE_KEYS, SUM_KEYS, feature_sums_blob
 from fedmetamal.service.server_core import ServerCore
 from fedmetamal.service.tasks import TaskResult
 from fedmetamal.v1 import common_pb2, federation_pb2, federation_pb2_grpc
@@ -52,6 +52,7 @@ _KINDS = {
     "secagg_share_keys": federation_pb2.Task.SECAGG_SHARE_KEYS,
     "secagg_masked_train": federation_pb2.Task.SECAGG_MASKED_TRAIN,
     "secagg_unmask": federation_pb2.Task.SECAGG_UNMASK,
+    "summarise": federation_pb2.Task.SUMMARISE,
 }
 
 
@@ -258,6 +259,11 @@ def _check_result(kind: str, h: federation_pb2.UploadHeader, tensors: dict[str, 
             return "an update from 0 training samples"
         if not math.isfinite(h.train_loss):
             return "non-finite training loss"
+    elif kind == "summarise":
+        if (tensors["histogram"] < 0).any() or (tensors["label_counts"] < 0).any():
+            return "negative counts in a heterogeneity summary"
+        if not all(np.isfinite(tensors[k]).all() for k in ("feature_sum", "feature_sumsq")):
+            return "non-finite feature sums in a heterogeneity summary"
     else:
         if any((t < 0).any() for t in tensors.values()):
             return "negative counts in an evaluation histogram"
@@ -289,9 +295,13 @@ def _check_summary(msg: common_pb2.DatasetSummary) -> tuple[dict[str, Any], byte
             raise ValueError(f"feature sum '{t.spec.name}' must be float64 of shape ({d},)")
         if not np.isfinite(arr).all():
             raise ValueError(f"feature sum '{t.spec.name}' holds NaN or inf")
+        if t.spec.name not in SUM_KEYS + RANGE_KEYS:
+            raise ValueError(f"unknown feature sum '{t.spec.name[:40]}'")
         sums[t.spec.name] = arr
-    if sorted(sums) != sorted(SUM_KEYS):
-        raise ValueError(f"feature sums must be exactly {', '.join(SUM_KEYS)}")
+    if sorted(sums) != sorted(SUM_KEYS + RANGE_KEYS):
+        raise ValueError(f"feature sums must be exactly {', '.join(SUM_KEYS + RANGE_KEYS)}")
+    if (sums["log_min"] > sums["log_max"]).any():
+        raise ValueError("log_min exceeds log_max")
     summary = MessageToDict(msg, preserving_proto_field_name=True)
     summary.pop("feature_sums", None)
     for key in ("n_train", "n_unlabelled", "n_test"):

@@ -19,7 +19,8 @@ from fedmetamal.data.federation import Federation
 
 
 def write_partitions(fed: Federation, folder: Path) -> list[tuple[Path, Path]]:
-    """Each client's training rows and local test split as ``.npz`` files (X, y, names)."""
+    """Each client's training rows and local test split as ``.npz`` files (X, y, names),
+    with their metadata (family, first_seen, ...) in the ``_metadata.csv`` beside each."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, c in enumerate(fed.clients, start=1):
@@ -27,6 +28,8 @@ def write_partitions(fed: Federation, folder: Path) -> list[tuple[Path, Path]]:
         for part, ds in (("train", c.train), ("test", c.test)):
             p = folder / f"participant-{i}-{part}.npz"
             np.savez(p, X=np.asarray(ds.X), y=ds.y, feature_names=np.array(ds.feature_names))
+            if ds.metadata is not None:  # family, first_seen...: the loader's sidecar file
+                ds.metadata.to_csv(p.with_name(f"{p.stem}_metadata.csv"), index=False)
             paths.append(p)
         out.append((paths[0], paths[1]))
     return out

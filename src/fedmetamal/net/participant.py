@@ -244,6 +244,7 @@ class Participant:
     ) -> None:
         K = federation_pb2.Task
         kind = {
+            K.SUMMARISE: "summarising",
             K.EVALUATE: "evaluating",
             K.SECAGG_ADVERTISE: "securing",
             K.SECAGG_SHARE_KEYS: "securing",
@@ -288,9 +289,11 @@ class Participant:
         reply = await stub.UploadResult(
             chunks(), metadata=self._md("UploadResult", header), timeout=600
         )
-        what = {"training": "update", "evaluating": "evaluation"}.get(
-            kind, "secure-aggregation step"
-        )
+        what = {
+            "training": "update",
+            "evaluating": "evaluation",
+            "summarising": "heterogeneity summary",
+        }.get(kind, "secure-aggregation step")
         where = f"run {task.run_id} round {task.round + 1}"
         if header.error:
             self.log(f"{where}: could not do the task: {header.error}")
@@ -314,6 +317,10 @@ class Participant:
             header.num_samples = len(self.data.y_test)
             header.metrics["loss_sum"] = loss_sum
             return out
+        if task.kind == K.SUMMARISE:
+            from fedmetamal.service.run_heterogeneity import summarise_for
+
+            return summarise_for(self.data.train, tensors["edges"])
         if task.kind == K.SECAGG_ADVERTISE:
             header.secagg.CopyFrom(self.secagg.advertise(task.slot, task.secagg))
             return {}

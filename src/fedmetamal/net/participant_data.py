@@ -12,11 +12,12 @@ import numpy as np
 
 from fedmetamal.config import DatasetConfig
 from fedmetamal.data.dataset import Dataset
+from fedmetamal.data.heterogeneity_stats import feature_range, group_counts
 from fedmetamal.data.preprocess import FeatureSums
 from fedmetamal.data.splits import stratified_sample
 from fedmetamal.errors import DataError
 from fedmetamal.net.payload import inline_tensor
-from fedmetamal.service.run_state import SUM_KEYS
+from fedmetamal.service.run_state import RANGE_KEYS, SUM_KEYS
 from fedmetamal.v1 import common_pb2
 
 #: Share of a participant's labelled rows kept for local evaluation when no --test-data is given.
@@ -26,6 +27,7 @@ DEFAULT_HOLDOUT = 0.2
 @dataclass
 class LocalData:
     name: str
+    train: Dataset  # labelled training rows, with their metadata (family, first_seen)
     X: np.ndarray  # labelled training rows (raw features)
     y: np.ndarray
     X_test: np.ndarray
@@ -33,7 +35,7 @@ class LocalData:
     feature_names: list[str]
     feature_schema: str
     n_unlabelled: int
-    families: dict[str, int]
+    families: dict[str, int]  # labelled rows per malware family / benign category
     first_seen: tuple[float, float] | None
 
     @property
@@ -80,12 +82,8 @@ def load_local_data(
             test_idx = stratified_sample(labelled, ds.y[labelled], n_test, rng)
             train_idx = np.setdiff1d(labelled, test_idx, assume_unique=True)
             X_test, y_test = np.asarray(ds.X)[test_idx], ds.y[test_idx]
-    families: dict[str, int] = {}
+    train = ds.subset(train_idx)
     first_seen = None
-    if ds.has_metadata("family"):
-        fam = ds.meta("family")[train_idx]
-        vals, counts = np.unique(fam[ds.y[train_idx] == 1].astype(str), return_counts=True)
-        families = {str(v): int(c) for v, c in zip(vals, counts, strict=False) if v and v != "nan"}
     if ds.has_metadata("first_seen"):
         import pandas as pd
 
@@ -99,6 +97,7 @@ def load_local_data(
         schema = str(stamp["name"])
     return LocalData(
         name=ds.name,
+        train=train,
         X=np.ascontiguousarray(np.asarray(ds.X)[train_idx], dtype=np.float32),
         y=ds.y[train_idx],
         X_test=np.ascontiguousarray(X_test, dtype=np.float32),
@@ -106,7 +105,7 @@ def load_local_data(
         feature_names=list(ds.feature_names),
         feature_schema=str(schema),
         n_unlabelled=int((ds.y < 0).sum()),
-        families=families,
+        families=group_counts(train),
         first_seen=first_seen,
     )
 
@@ -134,4 +133,6 @@ def dataset_summary(data: LocalData) -> common_pb2.DatasetSummary:
     if data.first_seen:
         msg.first_seen_min, msg.first_seen_max = data.first_seen
     msg.feature_sums.extend(inline_tensor(k, getattr(sums, k)) for k in SUM_KEYS)
+    lo, hi = feature_range(data.train)
+    msg.feature_sums.extend(inline_tensor(k, v) for k, v in zip(RANGE_KEYS, (lo, hi), strict=True))
     return msg

@@ -36,6 +36,7 @@ from fedmetamal.service.network_runs import (
     upload_shapes,
 )
 from fedmetamal.service.records import ModelRecord, RoundRow, RunRecord
+from fedmetamal.service.run_heterogeneity import measure_run, stored_report
 from fedmetamal.service.run_state import (
     RunState,
     feature_sums_from_blob,
@@ -188,6 +189,8 @@ class RunEngine:
             self.state = await asyncio.to_thread(
                 fresh_state, cfg, self.algorithm, sums, names, schema
             )
+        if not stored_report(core.data_dir, self.run_id):
+            await measure_run(self)
         self.expected = {
             k: ("float32", shape)
             for k, shape in upload_shapes(self.algorithm, self.state.network).items()

@@ -27,13 +27,16 @@ from fedmetamal.models.networks import Network
 from fedmetamal.service.network_runs import build_network, initial_params
 
 SUM_KEYS = ("sum", "sumsq", "log_sum", "log_sumsq", "max_abs")
+#: The signed-log range of each feature, for the heterogeneity histograms' shared bins.
+RANGE_KEYS = ("log_min", "log_max")
 
 
 def feature_sums_blob(arrays: dict[str, np.ndarray]) -> bytes:
     """A participant's feature sums as safetensors bytes (stored with the participant)."""
     from safetensors.numpy import save
 
-    return save({k: np.ascontiguousarray(arrays[k], dtype=np.float64) for k in SUM_KEYS})
+    keys = SUM_KEYS + RANGE_KEYS
+    return save({k: np.ascontiguousarray(arrays[k], dtype=np.float64) for k in keys})
 
 
 def feature_sums_from_blob(blob: bytes, n: int) -> FeatureSums:
@@ -41,6 +44,13 @@ def feature_sums_from_blob(blob: bytes, n: int) -> FeatureSums:
 
     arrays = load(blob)
     return FeatureSums(n=n, **{k: arrays[k] for k in SUM_KEYS})
+
+
+def feature_range_from_blob(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    from safetensors.numpy import load
+
+    arrays = load(blob)
+    return arrays["log_min"], arrays["log_max"]
 
 
 @dataclass

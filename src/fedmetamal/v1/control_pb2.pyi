@@ -48,7 +48,7 @@ class RunRef(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "name", "state", "round", "rounds", "config_json", "participant_ids", "created_unix", "updated_unix", "error", "latest_metrics")
+    __slots__ = ("run_id", "name", "state", "round", "rounds", "config_json", "participant_ids", "created_unix", "updated_unix", "error", "latest_metrics", "heterogeneity_json")
     class LatestMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class Run(_message.Message):
     UPDATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LATEST_METRICS_FIELD_NUMBER: _ClassVar[int]
+    HETEROGENEITY_JSON_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     state: str
@@ -78,7 +79,8 @@ class Run(_message.Message):
     updated_unix: float
     error: str
     latest_metrics: _containers.ScalarMap[str, float]
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., rounds: _Optional[int] = ..., config_json: _Optional[str] = ..., participant_ids: _Optional[_Iterable[str]] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., error: _Optional[str] = ..., latest_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    heterogeneity_json: str
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., rounds: _Optional[int] = ..., config_json: _Optional[str] = ..., participant_ids: _Optional[_Iterable[str]] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., error: _Optional[str] = ..., latest_metrics: _Optional[_Mapping[str, float]] = ..., heterogeneity_json: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ()

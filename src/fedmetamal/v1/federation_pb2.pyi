@@ -79,6 +79,7 @@ class Task(_message.Message):
         SECAGG_SHARE_KEYS: _ClassVar[Task.Kind]
         SECAGG_MASKED_TRAIN: _ClassVar[Task.Kind]
         SECAGG_UNMASK: _ClassVar[Task.Kind]
+        SUMMARISE: _ClassVar[Task.Kind]
     KIND_UNSPECIFIED: Task.Kind
     TRAIN: Task.Kind
     EVALUATE: Task.Kind
@@ -86,6 +87,7 @@ class Task(_message.Message):
     SECAGG_SHARE_KEYS: Task.Kind
     SECAGG_MASKED_TRAIN: Task.Kind
     SECAGG_UNMASK: Task.Kind
+    SUMMARISE: Task.Kind
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
