@@ -171,7 +171,7 @@ def valid_summary(n_features: int = 4, n_train: int = 20, seed: int = 0) -> Any:
     import numpy as np
 
     from fedmetamal.net.payload import inline_tensor
-    from fedmetamal.service.run_state import SUM_KEYS
+    from fedmetamal.service.run_state import RANGE_KEYS, SUM_KEYS
     from fedmetamal.v1 import common_pb2
 
     rng = np.random.default_rng(seed)
@@ -186,6 +186,8 @@ def valid_summary(n_features: int = 4, n_train: int = 20, seed: int = 0) -> Any:
     msg.feature_sums.extend(
         inline_tensor(k, np.abs(rng.normal(size=n_features)).astype(np.float64)) for k in SUM_KEYS
     )
+    lo = -np.abs(rng.normal(size=n_features))
+    msg.feature_sums.extend(inline_tensor(k, v) for k, v in zip(RANGE_KEYS, (lo, -lo), strict=True))
     return msg
 
 
@@ -221,6 +223,11 @@ def post_task(
         tensors={"params": np.zeros(n_params, np.float32)},
         expected=expected,
     )
+    registry = server.core.registry
+    rec = registry.get(participant_id)
+    if rec is not None and not rec.summary:  # a participant in a run has reported its data
+        summary = {"n_train": 1000, "n_unlabelled": 0, "n_test": 1000, "n_features": n_params}
+        server.run_sync(lambda: registry.set_summary(participant_id, summary, None))
     fut = server.run_sync(lambda: server.core.board.post(spec))
     server.__dict__.setdefault("_posted", {})[spec.task_id] = fut
     return spec

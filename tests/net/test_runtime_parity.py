@@ -83,6 +83,13 @@ CASES = {
     "fedadam": {"algorithm.name": "fedadam"},
     "fednova-momentum": {"algorithm.name": "fednova", "training.client_momentum": 0.9},
     "median-dropout": {"aggregation.kind": "median", "model.dropout": 0.2},
+    "dp-adaptive-clip": {
+        "privacy.mode": "participant",
+        "privacy.noise_multiplier": 0.3,
+        "privacy.clip": 1.0,
+        "privacy.adaptive_clip": True,
+        "privacy.clip_count_stddev": 0.5,
+    },
     "sampling": {"partition.clients": 4, "training.client_fraction": 0.5, "training.rounds": 4},
 }
 
@@ -96,6 +103,9 @@ def test_network_runtime_matches_the_simulation(tmp_path: Path, case: str) -> No
     assert [r.round for r in rounds] == list(range(1, cfg.training.rounds + 1))
     if case == "sampling":  # 2 of 4 participants a round, the simulation's choice
         assert all(len(r.sampled) == 2 for r in rounds)
+    if case.startswith("dp"):  # the accountant's epsilon grows round by round
+        eps = [r.metrics["epsilon"] for r in rounds]
+        assert eps == sorted(eps) and eps[0] > 0
 
 
 def test_a_run_on_postgresql(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def histogram_metrics(
         "loss": loss_sum / n if n else math.nan,
         "accuracy": (tp + tn) / n if n else math.nan,
         "precision": tp / (tp + fp) if tp + fp else 0.0,
-        "recall": tp / nm if nm else math.nan,
+        "recall": tp / nm if nm else 0.0,  # as detection_metrics: nothing to recall
     }
     p, r = out["precision"], out["recall"]
     out["f1"] = 2 * p * r / (p + r) if (p + r) and not math.isnan(r) else 0.0

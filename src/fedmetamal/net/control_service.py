@@ -144,7 +144,8 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
             except NotFound as err:
                 await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
         try:
-            async for ev in self.core.bus.watch(request.run_id or None, request.after_seq):
+            after = min(request.after_seq, 2**63 - 1)  # the databases' integer range
+            async for ev in self.core.bus.watch(request.run_id or None, after):
                 yield event_message(ev)
         except WatcherTooSlow as err:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))

@@ -45,6 +45,7 @@ _SERVICE = "/fedmetamal.v1.FederationService/"
 MAX_PULL_WAIT_S = 30.0
 MAX_FEATURES = 1_000_000
 MAX_NAME_CHARS = 100
+_FLOAT32_MAX = float(np.finfo(np.float32).max) ** 0.5
 _KINDS = {
     "train": federation_pb2.Task.TRAIN,
     "evaluate": federation_pb2.Task.EVALUATE,
@@ -106,7 +107,7 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
                 hash_secret(request.token),
                 name,
                 bytes(request.public_key),
-                request.platform[:200],
+                "".join(ch for ch in request.platform[:200] if ch.isprintable()),
                 time.time(),
             )
         except EnrollmentRefused as err:
@@ -145,6 +146,12 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         return federation_pb2.ReportSummaryReply(accepted=True, message="summary stored")
 
     # -- tasks -----------------------------------------------------------------------------
+    def _check_counts(
+        self, pid: str, kind: str, h: federation_pb2.UploadHeader, tensors: dict[str, np.ndarray]
+    ) -> str:
+        rec = self.core.registry.get(pid)
+        return _check_counts_against((rec.summary if rec else None) or {}, kind, h, tensors)
+
     async def PullTask(self, request, context):
         pid = await self._auth(context, "PullTask", request)
         rec = self.core.registry.get(pid)
@@ -217,11 +224,16 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         try:
             reader.header(h.payload)
             async for chunk in request_iterator:
-                if chunk.WhichOneof("part") != "data":
+                part = chunk.WhichOneof("part")
+                if part == "header":
                     raise PayloadError("a second header in one upload")
+                if part is None:
+                    raise PayloadError("an upload chunk carried neither a header nor data")
                 reader.data(chunk.data)
             tensors = reader.finish()
-            problem = _check_result(spec.kind, h, tensors)
+            problem = _check_result(spec.kind, h, tensors) or self._check_counts(
+                pid, spec.kind, h, tensors
+            )
         except PayloadError as err:
             problem = str(err)
         if problem:
@@ -242,6 +254,27 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         return federation_pb2.UploadReply(accepted=True)
 
 
+def _check_counts_against(
+    summary: dict[str, Any],
+    kind: str,
+    h: federation_pb2.UploadHeader,
+    tensors: dict[str, np.ndarray],
+) -> str:
+    """Counts a participant claims may not exceed what its dataset summary reported: one
+    participant must not outweigh the rest by claiming more rows than it has."""
+    n_train = int(summary.get("n_train", 0)) + int(summary.get("n_unlabelled", 0))
+    if kind in ("train", "secagg_masked_train") and h.num_samples > n_train:
+        return f"an update claiming {h.num_samples} samples; this participant reported {n_train}"
+    if kind == "evaluate":
+        n_test = int(summary.get("n_test", 0))
+        total = sum(int(t.sum(dtype=np.float64)) for t in tensors.values())
+        if total > n_test:
+            return (
+                f"evaluation histograms counting {total} files; this participant reported {n_test}"
+            )
+    return ""
+
+
 def _check_result(kind: str, h: federation_pb2.UploadHeader, tensors: dict[str, np.ndarray]) -> str:
     """Why a result is unusable ("" when it is fine): the server never aggregates NaN."""
     if kind.startswith("secagg"):
@@ -255,6 +288,9 @@ def _check_result(kind: str, h: federation_pb2.UploadHeader, tensors: dict[str, 
             if not np.isfinite(t).all():
                 nan, inf = int(np.isnan(t).sum()), int(np.isinf(t).sum())
                 return f"non-finite values in '{name}' ({nan} NaN, {inf} inf)"
+            norm = float(np.linalg.norm(t.astype(np.float64)))
+            if not norm < _FLOAT32_MAX:  # its square or any weighted sum would overflow
+                return f"'{name}' has norm {norm:.3g}, beyond float32 arithmetic"
         if h.num_samples == 0:
             return "an update from 0 training samples"
         if not math.isfinite(h.train_loss):

@@ -41,8 +41,12 @@ def check_network_run(cfg: RunConfig, n_participants: int | None = None) -> None
         )
     if cfg.semi.scenario != "none":
         refusals.append(f"semi.scenario '{cfg.semi.scenario}' (semi-supervised training)")
-    if cfg.privacy.mode != "none":
-        refusals.append(f"privacy.mode '{cfg.privacy.mode}' (differential privacy)")
+    if cfg.privacy.mode == "sample":
+        refusals.append("privacy.mode 'sample' (DP-SGD at every participant)")
+    if cfg.privacy.mode == "participant" and cfg.privacy.noise_placement == "distributed":
+        refusals.append("privacy.noise_placement 'distributed'")
+    if cfg.privacy.mode == "participant" and cfg.secagg.enabled:
+        refusals.append("privacy.mode 'participant' together with secagg.enabled")
     if cfg.secagg.enabled and cfg.secagg.dropout > 0:
         refusals.append(
             "secagg.dropout (simulated dropouts: participants of a real federation drop out "

@@ -82,6 +82,8 @@ class RunEngine:
         self.threshold: dict[str, Any] | None = None
         #: Secure aggregation's round driver (``secagg.enabled``), set up with the run.
         self.secure: SecureRounds | None = None
+        #: Participant-level DP (``privacy.mode: participant``), set up with the run.
+        self.privacy: Any = None
 
     # -- control ---------------------------------------------------------------------------
     def pause(self) -> None:
@@ -199,6 +201,8 @@ class RunEngine:
             from fedmetamal.service.secure_rounds import SecureRounds
 
             self.secure = SecureRounds(self)
+        if cfg.privacy.mode == "participant":
+            self.privacy = self._setup_privacy(run)
         if (
             self.core.test_data is not None
             and self.core.test_data.n_features != self.state.network.n_features
@@ -209,6 +213,27 @@ class RunEngine:
                 "Start the server with test data of the same schema, or without --test-data.",
             )
 
+    def _setup_privacy(self, run: RunRecord) -> Any:
+        """Participant-level DP (the simulation's ``RoundPrivacy``: clip, central noise,
+        accounting), its accountant restored from the last checkpoint after a restart."""
+        from fedmetamal.privacy import PrivacyAccountant
+        from fedmetamal.sim.round_privacy import RoundPrivacy
+
+        n = len(self.slots)
+        per_round = min(n, max(1, round(self.cfg.training.client_fraction * n)))
+        privacy = RoundPrivacy(self, per_round, n)  # type: ignore[arg-type]
+        if run.round > 0 and run.checkpoint_path:
+            from fedmetamal.models.checkpoint import load_checkpoint
+
+            meta = load_checkpoint(self.core.data_dir / run.checkpoint_path).metadata
+            saved = meta.get("privacy") or {}
+            privacy.accountant = PrivacyAccountant.from_history(
+                saved.get("history", []), self.cfg.privacy.accountant
+            )
+            if "adaptive_clip" in saved:
+                privacy.aggregator.clip = float(saved["adaptive_clip"]["clip"])
+        return privacy
+
     # -- one round -------------------------------------------------------------------------
     async def _round(self, r: int) -> None:
         core, cfg = self.core, self.cfg
@@ -217,6 +242,8 @@ class RunEngine:
             if self._stop:
                 return
             started = time.time()
+            if self.privacy is not None:
+                self.privacy.check_next_round(r)
             sampled = [
                 int(s)
                 for s in sample_clients(len(self.slots), cfg.training.client_fraction, cfg.seed, r)
@@ -435,8 +462,14 @@ class RunEngine:
         core, cfg = self.core, self.cfg
         assert self.state is not None
         st = self.state
-        st.params, st.server_state, st.round = new_params, new_server, r + 1
         metrics: dict[str, float] = {"train_loss": train_loss}
+        if self.privacy is not None:  # before the round advances: it seeds the clip update
+            self.privacy.account()
+        st.params, st.server_state, st.round = new_params, new_server, r + 1
+        if self.privacy is not None:
+            metrics |= {"epsilon": self.privacy.epsilon(), "delta": self.cfg.privacy.delta}
+            if self.cfg.privacy.adaptive_clip:
+                metrics["clip"] = float(self.privacy.round_clip)
         client_metrics: dict[str, dict[str, float]] = {}
         for slot, res in collected.results:
             client_metrics[self.slots[slot]] = {"train_loss": res.train_loss, **res.metrics}
@@ -444,6 +477,7 @@ class RunEngine:
         if (r + 1) % cfg.evaluation.every == 0 or r + 1 == rounds:
             metrics |= await self._evaluate(r, client_metrics)
         meta = {
+            **({"privacy": self.privacy.metadata()} if self.privacy is not None else {}),
             "algorithm": cfg.algorithm.name,
             "metrics": {k: v for k, v in metrics.items() if v == v},
             "threshold": self.threshold,

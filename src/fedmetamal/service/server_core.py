@@ -144,7 +144,7 @@ class ServerCore:
         rec = self.registry.get(participant_id)
         if rec is None:
             raise NotFound(
-                f"No participant '{participant_id}'.",
+                f"No participant '{participant_id[:64]}'.",
                 "List them with `fedmetamal participants list`.",
             )
         if rec.state == REVOKED:
@@ -157,7 +157,7 @@ class ServerCore:
     def revoke(self, participant_id: str) -> None:
         if self.registry.get(participant_id) is None:
             raise NotFound(
-                f"No participant '{participant_id}'.",
+                f"No participant '{participant_id[:64]}'.",
                 "List them with `fedmetamal participants list`.",
             )
         self.registry.set_state(participant_id, REVOKED)
@@ -173,7 +173,7 @@ class ServerCore:
             rec = self.registry.get(pid)
             if rec is None:
                 raise ConfigError(
-                    f"No participant '{pid}' to put in the run.",
+                    f"No participant '{pid[:64]}' to put in the run.",
                     "List them with `fedmetamal participants list`.",
                 )
             if rec.state == REVOKED:

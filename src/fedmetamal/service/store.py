@@ -517,7 +517,8 @@ class Store:
             row = conn.execute(select(t.models).where(t.models.c.model_id == model_id)).first()
         if row is None:
             raise NotFound(
-                f"No model {model_id!r}.", "Check the model id against the run's model versions."
+                f"No model {model_id[:64]!r}.",
+                "Check the model id against the run's model versions.",
             )
         return _model(row)
 
@@ -582,7 +583,7 @@ def _check_state(state: str, allowed: tuple[str, ...], what: str) -> None:
 
 def _no_participant(participant_id: str) -> NotFound:
     return NotFound(
-        f"No participant {participant_id!r}.",
+        f"No participant {participant_id[:64]!r}.",
         "List participants with: fedmetamal participants list",
     )
 
@@ -603,7 +604,7 @@ def _model_exists(model_id: str) -> StoreError:
 def _get_run(conn: Connection, run_id: str) -> RunRecord:
     row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
     if row is None:
-        raise NotFound(f"No run {run_id!r}.", "List runs with: fedmetamal runs list")
+        raise NotFound(f"No run {run_id[:64]!r}.", "List runs with: fedmetamal runs list")
     return _run(row)
 
 
