@@ -4,7 +4,7 @@ in :mod:`fedmetamal.data.fetch` and :mod:`fedmetamal.data.inventory`."""
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +35,7 @@ DirOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 
-class FeatureVersion(str, Enum):
+class FeatureVersion(StrEnum):
     """EMBER feature version of raw JSON input (auto: from the first record's keys)."""
 
     auto = "auto"
@@ -43,7 +43,7 @@ class FeatureVersion(str, Enum):
     v3 = "3"
 
 
-class SplitChoice(str, Enum):
+class SplitChoice(StrEnum):
     """Split that feature-version-2 rows go to (auto: test*.jsonl -> test, others -> train)."""
 
     auto = "auto"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,13 +25,13 @@ from fedmetamal.errors import ConfigError
 EXIT_MALWARE = 1
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
 
 
-class ExplainMethod(str, Enum):
+class ExplainMethod(StrEnum):
     ig = "ig"
     grad_input = "grad-input"
     none = "none"

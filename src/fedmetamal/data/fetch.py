@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +209,7 @@ def fetch(
         "sha256_published": entry.sha256,
         "sha256_source": entry.sha256_source,
         "archive_bytes": archive.stat().st_size,
-        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fedmetamal_version": __version__,
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ _DLL_FLAG = 0x2000
 _PE32_PLUS = 0x20B
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What a scan says about one file."""
 
     MALWARE = "malware"

@@ -16,7 +16,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +52,7 @@ class StatusLog:
             self._file.write("\n")
 
     def write(self, row: dict[str, Any]) -> None:
-        row = {**row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        row = {**row, "time": datetime.now(UTC).isoformat(timespec="seconds")}
         self._file.write(json.dumps(row, default=str) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

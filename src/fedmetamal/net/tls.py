@@ -121,7 +121,7 @@ def issue_client_certificate(tls_dir: Path, name: str) -> tuple[Path, Path]:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _normalise_hosts(hosts: Sequence[str]) -> list[str]:

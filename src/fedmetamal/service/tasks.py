@@ -96,7 +96,7 @@ class TaskBoard:
             ev.clear()
             try:
                 await asyncio.wait_for(ev.wait(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
 
     def get(self, task_id: str) -> TaskSpec | None:

@@ -12,7 +12,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "protocol_version", "address", "tls", "participants_online", "runs_active", "database")
+    __slots__ = ("version", "protocol_version", "address", "tls", "participants_online", "runs_active", "database", "last_event_seq")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class ServerInfo(_message.Message):
     PARTICIPANTS_ONLINE_FIELD_NUMBER: _ClassVar[int]
     RUNS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     DATABASE_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_SEQ_FIELD_NUMBER: _ClassVar[int]
     version: str
     protocol_version: int
     address: str
@@ -27,19 +28,22 @@ class ServerInfo(_message.Message):
     participants_online: int
     runs_active: int
     database: str
-    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., address: _Optional[str] = ..., tls: _Optional[bool] = ..., participants_online: _Optional[int] = ..., runs_active: _Optional[int] = ..., database: _Optional[str] = ...) -> None: ...
+    last_event_seq: int
+    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., address: _Optional[str] = ..., tls: _Optional[bool] = ..., participants_online: _Optional[int] = ..., runs_active: _Optional[int] = ..., database: _Optional[str] = ..., last_event_seq: _Optional[int] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("name", "config_json", "participant_ids", "start")
+    __slots__ = ("name", "config_json", "participant_ids", "start", "simulated_participants")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_IDS_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     config_json: str
     participant_ids: _containers.RepeatedScalarFieldContainer[str]
     start: bool
-    def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., participant_ids: _Optional[_Iterable[str]] = ..., start: _Optional[bool] = ...) -> None: ...
+    simulated_participants: int
+    def __init__(self, name: _Optional[str] = ..., config_json: _Optional[str] = ..., participant_ids: _Optional[_Iterable[str]] = ..., start: _Optional[bool] = ..., simulated_participants: _Optional[int] = ...) -> None: ...
 
 class RunRef(_message.Message):
     __slots__ = ("run_id",)
@@ -48,7 +52,7 @@ class RunRef(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "name", "state", "round", "rounds", "config_json", "participant_ids", "created_unix", "updated_unix", "error", "latest_metrics", "heterogeneity_json")
+    __slots__ = ("run_id", "name", "state", "round", "rounds", "config_json", "participant_ids", "created_unix", "updated_unix", "error", "latest_metrics", "heterogeneity_json", "mode")
     class LatestMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +72,7 @@ class Run(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LATEST_METRICS_FIELD_NUMBER: _ClassVar[int]
     HETEROGENEITY_JSON_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     state: str
@@ -80,7 +85,8 @@ class Run(_message.Message):
     error: str
     latest_metrics: _containers.ScalarMap[str, float]
     heterogeneity_json: str
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., rounds: _Optional[int] = ..., config_json: _Optional[str] = ..., participant_ids: _Optional[_Iterable[str]] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., error: _Optional[str] = ..., latest_metrics: _Optional[_Mapping[str, float]] = ..., heterogeneity_json: _Optional[str] = ...) -> None: ...
+    mode: str
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., round: _Optional[int] = ..., rounds: _Optional[int] = ..., config_json: _Optional[str] = ..., participant_ids: _Optional[_Iterable[str]] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., error: _Optional[str] = ..., latest_metrics: _Optional[_Mapping[str, float]] = ..., heterogeneity_json: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ()

@@ -84,7 +84,7 @@ class Node:
                 raise DerError(f"expected a time, found tag 0x{self.tag:02x}")
         except ValueError as err:
             raise DerError(f"bad time value {text!r}") from err
-        return stamp.replace(tzinfo=dt.timezone.utc)
+        return stamp.replace(tzinfo=dt.UTC)
 
 
 def read(data: bytes, pos: int, limit: int) -> Node:
