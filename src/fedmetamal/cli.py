@@ -29,7 +29,7 @@ from fedmetamal.cli_demo import demo
 from fedmetamal.cli_experiment import experiment_app
 from fedmetamal.cli_extract import extract
 from fedmetamal.cli_federation import federation_app
-from fedmetamal.cli_ops import participants_app, runs_app, token_app
+from fedmetamal.cli_ops import models_app, participants_app, runs_app, token_app
 from fedmetamal.cli_scan import scan
 from fedmetamal.cli_serve import join, serve
 from fedmetamal.config import ConfigError, build_config
@@ -52,6 +52,7 @@ app.command()(demo)
 app.add_typer(runs_app, name="runs")
 app.add_typer(participants_app, name="participants")
 app.add_typer(token_app, name="token")
+app.add_typer(models_app, name="models")
 
 _state = {"debug": False}
 

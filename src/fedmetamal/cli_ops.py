@@ -11,14 +11,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from fedmetamal.cli_common import config_from_flags, console
+from fedmetamal.cli_common import config_from_flags
+
+#: Results go to stdout (pipe them); the shared console (stderr) is for progress and errors.
+console = Console()
 
 runs_app = typer.Typer(
     help="Create, start, watch and control runs on a server.", no_args_is_help=True
 )
 participants_app = typer.Typer(help="List, approve and revoke participants.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List a server's model versions and export them (ONNX, safetensors).",
+    no_args_is_help=True,
+)
 token_app = typer.Typer(help="Create join tokens for new participants.", no_args_is_help=True)
 
 ServerOpt = Annotated[str, typer.Option(help="HOST:PORT of the server.")]
@@ -31,14 +39,26 @@ TokenFileOpt = Annotated[
 ]
 CaOpt = Annotated[Path | None, typer.Option(help="CA certificate of the server (TLS).")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Plaintext to a loopback server.")]
+CertOpt = Annotated[
+    Path | None, typer.Option("--client-cert", help="Client certificate (mutual TLS).")
+]
+KeyOpt = Annotated[Path | None, typer.Option("--client-key", help="Client key (mutual TLS).")]
 
 
 def _client(
-    server: str, token: str | None, token_file: Path | None, ca: Path | None, insecure: bool
+    server: str,
+    token: str | None,
+    token_file: Path | None,
+    ca: Path | None,
+    insecure: bool,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
 ):
     from fedmetamal.net.control_client import ControlClient, operator_token
 
-    return ControlClient(server, operator_token(token, token_file), ca, insecure)
+    return ControlClient(
+        server, operator_token(token, token_file), ca, insecure, client_cert, client_key
+    )
 
 
 def _when(t: float) -> str:
@@ -53,9 +73,13 @@ def runs_list(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Every run with its state and progress."""
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         table = Table("run", "name", "state", "round", "participants", "roc_auc", "created")
         for r in c.list_runs():
             auc = r.latest_metrics.get("roc_auc")
@@ -90,10 +114,14 @@ def runs_create(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Create a run from a configuration (the server checks it)."""
     cfg = config_from_flags(config, {}, sets=set_ or [])
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         run = c.create_run(name, cfg.model_dump_json(), participant or [], start)
     console.print(f"{run.run_id} {run.state}")
 
@@ -106,8 +134,10 @@ def _action(
     token_file: Path | None,
     ca: Path | None,
     insecure: bool,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
 ) -> None:
-    with _client(server, token, token_file, ca, insecure) as c:
+    with _client(server, token, token_file, ca, insecure, client_cert, client_key) as c:
         run = c.run_action(action, run_id)
     console.print(f"{run.run_id} {run.state} (round {run.round}/{run.rounds})")
 
@@ -120,9 +150,21 @@ def runs_start(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Start a created run."""
-    _action("Start", run_id, server, operator_token, operator_token_file, ca, insecure)
+    _action(
+        "Start",
+        run_id,
+        server,
+        operator_token,
+        operator_token_file,
+        ca,
+        insecure,
+        client_cert,
+        client_key,
+    )
 
 
 @runs_app.command("pause")
@@ -133,9 +175,21 @@ def runs_pause(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Pause a run after its current round."""
-    _action("Pause", run_id, server, operator_token, operator_token_file, ca, insecure)
+    _action(
+        "Pause",
+        run_id,
+        server,
+        operator_token,
+        operator_token_file,
+        ca,
+        insecure,
+        client_cert,
+        client_key,
+    )
 
 
 @runs_app.command("resume")
@@ -146,9 +200,21 @@ def runs_resume(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Resume a paused run."""
-    _action("Resume", run_id, server, operator_token, operator_token_file, ca, insecure)
+    _action(
+        "Resume",
+        run_id,
+        server,
+        operator_token,
+        operator_token_file,
+        ca,
+        insecure,
+        client_cert,
+        client_key,
+    )
 
 
 @runs_app.command("stop")
@@ -159,9 +225,21 @@ def runs_stop(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Stop a run (its completed rounds and models stay)."""
-    _action("Stop", run_id, server, operator_token, operator_token_file, ca, insecure)
+    _action(
+        "Stop",
+        run_id,
+        server,
+        operator_token,
+        operator_token_file,
+        ca,
+        insecure,
+        client_cert,
+        client_key,
+    )
 
 
 @runs_app.command("watch")
@@ -174,11 +252,15 @@ def runs_watch(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Print a run's events as they happen (past ones first); ends when the run does."""
     from google.protobuf.json_format import MessageToDict
 
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         for ev in c.watch(run_id, after):
             if as_json:
                 print(json.dumps(MessageToDict(ev, preserving_proto_field_name=True)), flush=True)
@@ -196,9 +278,13 @@ def participants_list(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Enrolled participants: approval state, presence, data summary."""
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         table = Table(
             "participant",
             "name",
@@ -234,9 +320,13 @@ def participants_approve(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Let a participant be sampled into rounds."""
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         p = c.approve(participant_id)
     console.print(f"{p.participant_id} {p.state}")
 
@@ -249,9 +339,13 @@ def participants_revoke(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """Refuse every further call of a participant (final)."""
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         p = c.revoke(participant_id)
     console.print(f"{p.participant_id} {p.state}")
 
@@ -271,9 +365,73 @@ def token_create(
     operator_token_file: TokenFileOpt = None,
     ca: CaOpt = None,
     insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
 ) -> None:
     """A single-use join token, and the exact command a participant runs with it."""
-    with _client(server, operator_token, operator_token_file, ca, insecure) as c:
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
         t = c.create_token(ttl, auto_approve, note)
     console.print(f"token   {t.token}\nexpires {_when(t.expires_unix)}")
     console.print(f"run on the participant:\n  {t.command}", highlight=False, soft_wrap=True)
+
+
+# -- models ------------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(
+    run_id: Annotated[str, typer.Argument(help="Only this run's models.")] = "",
+    server: ServerOpt = "localhost:50051",
+    operator_token: TokenOpt = None,
+    operator_token_file: TokenFileOpt = None,
+    ca: CaOpt = None,
+    insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
+) -> None:
+    """Model versions (one per completed round) with their metrics."""
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
+        table = Table("model", "run", "round", "params", "roc_auc", "created")
+        for m in c.list_models(run_id):
+            auc = m.metrics.get("roc_auc")
+            table.add_row(
+                m.model_id,
+                m.run_id,
+                str(m.round),
+                str(m.num_params),
+                f"{auc:.4f}" if auc is not None else "-",
+                _when(m.created_unix),
+            )
+        console.print(table)
+
+
+@models_app.command("export")
+def models_export(
+    model_id: Annotated[str, typer.Argument(help="Model version (see `models list`).")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx (for scan and browsers) or safetensors.")
+    ] = "onnx",
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="File to write (default: the server's name)."),
+    ] = None,
+    server: ServerOpt = "localhost:50051",
+    operator_token: TokenOpt = None,
+    operator_token_file: TokenFileOpt = None,
+    ca: CaOpt = None,
+    insecure: InsecureOpt = False,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
+) -> None:
+    """Download a model version; an ONNX export is what `fedmetamal scan --model` reads."""
+    from fedmetamal.net.identity import write_file_atomic
+
+    with _client(
+        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
+    ) as c:
+        header, data = c.export_model(model_id, fmt)
+    path = output or Path(header.filename)
+    write_file_atomic(path, data)
+    console.print(f"wrote {path} ({len(data)} bytes)")

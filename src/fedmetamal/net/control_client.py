@@ -47,7 +47,13 @@ def operator_token(token: str | None, token_file: Path | None = None) -> str:
 
 class ControlClient:
     def __init__(
-        self, server: str, token: str, ca: Path | None = None, insecure: bool = False
+        self,
+        server: str,
+        token: str,
+        ca: Path | None = None,
+        insecure: bool = False,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
     ) -> None:
         host = server.rsplit(":", 1)[0].strip("[]")
         if insecure:
@@ -59,9 +65,10 @@ class ControlClient:
             self.channel = grpc.insecure_channel(server, options=grpc_options())
         else:
             ca_pem = read_pem(ca, "CA certificate") if ca else None
-            self.channel = grpc.secure_channel(
-                server, channel_credentials(ca_pem), options=grpc_options()
-            )
+            cert = read_pem(client_cert, "client certificate") if client_cert else None
+            key = read_pem(client_key, "client key") if client_key else None
+            creds = channel_credentials(ca_pem, cert, key)  # mutual TLS with a client cert
+            self.channel = grpc.secure_channel(server, creds, options=grpc_options())
         self.server = server
         self.stub = control_pb2_grpc.ControlServiceStub(self.channel)
         self.md = bearer_metadata(token)

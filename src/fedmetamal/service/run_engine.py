@@ -241,9 +241,12 @@ class RunEngine:
         for attempt in range(1, net.max_attempts + 1):
             if self._stop:
                 return
-            started = time.time()
             if self.privacy is not None:
                 self.privacy.check_next_round(r)
+            await self._await_participants(r)
+            if self._stop:
+                return
+            started = time.time()
             sampled = [
                 int(s)
                 for s in sample_clients(len(self.slots), cfg.training.client_fraction, cfg.seed, r)
@@ -299,6 +302,29 @@ class RunEngine:
             f"network.min_participants = {net.min_participants}).",
             "Check that enough participants are online and approved, then start a new run.",
         )
+
+    async def _await_participants(self, r: int) -> None:
+        """Before an attempt, wait (up to the round's deadline) until enough of the round's
+        participants are online: after a server restart they reconnect one by one, with
+        backoff, and an attempt with nobody to post a task to would be wasted."""
+        cfg = self.cfg
+        sampled = sample_clients(len(self.slots), cfg.training.client_fraction, cfg.seed, r)
+        pids = [self.slots[int(s)] for s in sampled if self.sizes[int(s)] > 0]
+        need = min(cfg.network.min_participants, len(pids))
+        deadline = time.monotonic() + cfg.network.round_timeout_s
+        noted = False
+        while not self._stop and time.monotonic() < deadline:
+            if sum(self.core.registry.can_train(pid) for pid in pids) >= need:
+                return
+            if not noted:
+                self.core.bus.publish(
+                    "log",
+                    f"round {r + 1}: waiting for at least {need} of its participants to be online",
+                    run_id=self.run_id,
+                    round=r + 1,
+                )
+                noted = True
+            await asyncio.sleep(0.5)
 
     def _task_tensors(self, r: int) -> dict[str, np.ndarray]:
         assert self.state is not None and self.algorithm is not None
