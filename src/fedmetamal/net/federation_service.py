@@ -8,6 +8,7 @@ and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any
@@ -45,6 +46,8 @@ _SERVICE = "/fedmetamal.v1.FederationService/"
 MAX_PULL_WAIT_S = 30.0
 MAX_FEATURES = 1_000_000
 MAX_NAME_CHARS = 100
+#: Encoded task payloads kept (a round's training and evaluation tensors, a few rounds back).
+_CACHED_PAYLOADS = 4
 _FLOAT32_MAX = float(np.finfo(np.float32).max) ** 0.5
 _KINDS = {
     "train": federation_pb2.Task.TRAIN,
@@ -64,6 +67,8 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         self.core = core
         self.max_payload = max_payload_bytes
         self.verifier = RequestVerifier(core.registry.public_key, ReplayCache())
+        #: id(tensors) -> (tensors, encoding job): the last few rounds' download payloads.
+        self._payloads: dict[int, tuple[dict[str, np.ndarray], asyncio.Future[Any]]] = {}
 
     async def _auth(
         self, context: grpc.aio.ServicerContext, method: str, request: Any = None
@@ -186,8 +191,20 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
                 f"Task '{request.task_id[:64]}' is not open for this participant (finished, "
                 "withdrawn or never issued); pull the next task.",
             )
-        for chunk in encode(spec.tensors):
+        for chunk in await self._encoded(spec.tensors):
             yield chunk
+
+    async def _encoded(self, tensors: dict[str, np.ndarray]) -> list[common_pb2.PayloadChunk]:
+        """The chunks of a task's tensors, encoded (hashed and cut) once per round: every
+        participant of a round downloads the same tensors object."""
+        key = id(tensors)
+        entry = self._payloads.get(key)
+        if entry is None or entry[0] is not tensors:
+            job = asyncio.ensure_future(asyncio.to_thread(lambda: list(encode(tensors))))
+            entry = self._payloads[key] = (tensors, job)
+            while len(self._payloads) > _CACHED_PAYLOADS:
+                self._payloads.pop(next(iter(self._payloads)))
+        return await entry[1]
 
     async def UploadResult(self, request_iterator, context):
         try:
