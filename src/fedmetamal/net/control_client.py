@@ -93,10 +93,20 @@ class ControlClient:
         return self.call("GetServerInfo", control_pb2.GetServerInfoRequest())
 
     def create_run(
-        self, name: str, config_json: str, participant_ids: list[str], start: bool = False
+        self,
+        name: str,
+        config_json: str,
+        participant_ids: list[str],
+        start: bool = False,
+        simulated_participants: int = 0,
     ) -> control_pb2.Run:
+        """``simulated_participants`` > 0: a run the server simulates with that many clients."""
         req = control_pb2.CreateRunRequest(
-            name=name, config_json=config_json, participant_ids=participant_ids, start=start
+            name=name,
+            config_json=config_json,
+            participant_ids=participant_ids,
+            start=start,
+            simulated_participants=simulated_participants,
         )
         return self.call("CreateRun", req)
 

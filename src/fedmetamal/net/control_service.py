@@ -82,7 +82,11 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     @operator_call
     async def CreateRun(self, request, context):
         rec = self.core.create_run(
-            request.name, request.config_json, list(request.participant_ids), request.start
+            request.name,
+            request.config_json,
+            list(request.participant_ids),
+            request.start,
+            simulated=request.simulated_participants,
         )
         return run_message(rec)
 
@@ -282,6 +286,7 @@ def run_message(r: RunRecord) -> control_pb2.Run:
         updated_unix=r.updated_at,
         error=r.error or "",
         latest_metrics=r.latest_metrics,
+        mode=r.mode,
     )
 
 

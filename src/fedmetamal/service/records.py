@@ -11,6 +11,8 @@ from typing import Any
 
 PARTICIPANT_STATES = ("pending", "approved", "revoked")
 RUN_STATES = ("created", "running", "paused", "stopped", "completed", "failed")
+#: How a run trains: with enrolled participants over the network, or inside the server.
+RUN_MODES = ("network", "simulated")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class RunRecord:
     error: str | None = None
     checkpoint_path: str | None = None  # relative to the server's data dir
     latest_metrics: dict[str, float] = field(default_factory=dict)
+    #: "network" (enrolled participants) or "simulated" (the simulation runtime in the server).
+    mode: str = "network"
 
 
 @dataclass(frozen=True)

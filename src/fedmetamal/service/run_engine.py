@@ -28,8 +28,19 @@ from fedmetamal.config import RunConfig
 from fedmetamal.errors import FedMetaMalError, TrainingDivergedError
 from fedmetamal.fl.aggregate import remaining_byzantine, required_clients
 from fedmetamal.fl.base import Algorithm, ClientOutput
-from fedmetamal.fl.histogram_metrics import BINS, histogram_metrics, histogram_threshold
+from fedmetamal.fl.histogram_metrics import (
+    BINS,
+    histogram_metrics,
+    histogram_threshold,
+    score_histogram,
+)
 from fedmetamal.fl.schedule import client_lr, sample_clients
+from fedmetamal.service.evaluation_data import (
+    LOCAL_SPLITS,
+    SERVER_TEST_SET,
+    eval_metadata,
+    eval_tensors,
+)
 from fedmetamal.service.network_runs import (
     build_run_algorithm,
     parse_run_config,
@@ -84,6 +95,9 @@ class RunEngine:
         self.secure: SecureRounds | None = None
         #: Participant-level DP (``privacy.mode: participant``), set up with the run.
         self.privacy: Any = None
+        #: The evaluated round's pooled score histograms (benign, malware) and what they were
+        #: computed on, stored in its checkpoint for the model report; None between rounds.
+        self.eval_hists: tuple[np.ndarray, np.ndarray, str] | None = None
 
     # -- control ---------------------------------------------------------------------------
     def pause(self) -> None:
@@ -500,6 +514,7 @@ class RunEngine:
         for slot, res in collected.results:
             client_metrics[self.slots[slot]] = {"train_loss": res.train_loss, **res.metrics}
         rounds = cfg.training.rounds
+        self.eval_hists = None
         if (r + 1) % cfg.evaluation.every == 0 or r + 1 == rounds:
             metrics |= await self._evaluate(r, client_metrics)
         meta = {
@@ -508,8 +523,14 @@ class RunEngine:
             "metrics": {k: v for k, v in metrics.items() if v == v},
             "threshold": self.threshold,
         }
+        extra = None
+        if self.eval_hists is not None:
+            extra = eval_tensors(*self.eval_hists[:2])
+            meta["evaluation"] = eval_metadata(*self.eval_hists)
         rel = f"runs/{self.run_id}/round-{r + 1:05d}.safetensors"
-        sha, _ = await asyncio.to_thread(save_round, core.data_dir / rel, st, self.run_id, meta)
+        sha, _ = await asyncio.to_thread(
+            save_round, core.data_dir / rel, st, self.run_id, meta, extra
+        )
         model_id = f"{self.run_id}-r{r + 1:05d}"
         reported = [self.slots[s] for s, _ in collected.results]
         row = RoundRow(
@@ -579,6 +600,8 @@ class RunEngine:
             b = sum(h[0] for h in hists.values())
             m = sum(h[1] for h in hists.values())
             loss = sum(h[2] for h in hists.values())
+            if self.eval_hists is None:  # the server test set's, when it has one, come first
+                self.eval_hists = (b, m, LOCAL_SPLITS)
             fed = histogram_metrics(b, m, loss)
             prefix = "local_" if self.core.test_data is not None else ""
             out |= {f"{prefix}{k}": v for k, v in fed.items()}
@@ -610,6 +633,12 @@ class RunEngine:
         scores = predict(st.network, st.params, X)
         if not np.isfinite(scores).all():
             raise TrainingDivergedError(f"The global model outputs NaN after round {st.round}.")
+        y = np.asarray(ds.y)
+        self.eval_hists = (
+            score_histogram(scores[y == 0]),
+            score_histogram(scores[y == 1]),
+            SERVER_TEST_SET,
+        )
         return detection_metrics(scores, ds.y)
 
     async def _federated_eval(self, r: int) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:

@@ -82,10 +82,16 @@ def fresh_state(
 
 
 def save_round(
-    path: Path, state: RunState, run_id: str, metadata: dict[str, Any]
+    path: Path,
+    state: RunState,
+    run_id: str,
+    metadata: dict[str, Any],
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> tuple[str, int]:
-    """Write the state after a round; returns the file's SHA-256 and size."""
+    """Write the state after a round; returns the file's SHA-256 and size. ``extra_tensors``
+    (client state, evaluation histograms) are stored beside the server state."""
     extra = {f"server.{k}": v for k, v in state.server_state.items()}
+    extra |= extra_tensors or {}
     meta = {
         "run_id": run_id,
         "round": state.round,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import secrets
 import time
@@ -23,6 +25,7 @@ from fedmetamal.service.network_runs import check_network_run, parse_run_config
 from fedmetamal.service.participants import APPROVED, REVOKED, ParticipantRegistry
 from fedmetamal.service.records import RunRecord
 from fedmetamal.service.run_engine import RunEngine
+from fedmetamal.service.simulated_runs import SimulatedRunEngine, check_simulated_run
 from fedmetamal.service.store import NotFound, Store
 from fedmetamal.service.tasks import TaskBoard
 
@@ -62,9 +65,10 @@ class ServerCore:
         )
         self.board = TaskBoard()
         self.test_data = test_data
-        self.engines: dict[str, RunEngine] = {}
+        self.engines: dict[str, RunEngine | SimulatedRunEngine] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._operator_hash = ""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -118,11 +122,15 @@ class ServerCore:
             fh.write(token + "\n")
         tmp.replace(path)
         self.store.set_setting(_OPERATOR_HASH_KEY, hash_secret(token))
+        self._operator_hash = ""
         return path
 
     @property
     def operator_hash(self) -> str:
-        return self.store.get_setting(_OPERATOR_HASH_KEY) or ""
+        """The operator token's hash (read once: every ControlService call checks it)."""
+        if not self._operator_hash:
+            self._operator_hash = self.store.get_setting(_OPERATOR_HASH_KEY) or ""
+        return self._operator_hash
 
     # -- join tokens -----------------------------------------------------------------------
     def create_join_token(
@@ -165,8 +173,17 @@ class ServerCore:
 
     # -- runs ------------------------------------------------------------------------------
     def create_run(
-        self, name: str, config_json: str, participant_ids: list[str], start: bool = False
+        self,
+        name: str,
+        config_json: str,
+        participant_ids: list[str],
+        start: bool = False,
+        simulated: int = 0,
     ) -> RunRecord:
+        """A new run: with enrolled participants (``simulated`` 0), or trained inside the
+        server on ``simulated`` simulated clients (every simulation option allowed)."""
+        if simulated:
+            return self._create_simulated_run(name, config_json, participant_ids, start, simulated)
         cfg = parse_run_config(config_json)
         check_network_run(cfg, len(participant_ids) or None)
         for pid in participant_ids:
@@ -181,26 +198,76 @@ class ServerCore:
         if len(set(participant_ids)) != len(participant_ids):
             raise ConfigError("A participant is listed twice in the run.")
         now = time.time()
-        run_id = f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(3)}"
         rec = RunRecord(
-            run_id=run_id,
-            name=name or run_id,
+            run_id=_new_run_id(now),
+            name=name,
             state="created",
             config_json=cfg.model_dump_json(),
             participant_ids=list(participant_ids),
             created_at=now,
             updated_at=now,
         )
+        return self._add_run(rec, start)
+
+    def _create_simulated_run(
+        self, name: str, config_json: str, participant_ids: list[str], start: bool, clients: int
+    ) -> RunRecord:
+        if participant_ids:
+            raise ConfigError(
+                "A simulated run trains simulated clients inside the server; it takes no "
+                f"participants (got {len(participant_ids)}).",
+                "Leave the participant list empty, or create a network run "
+                "(simulated participants 0).",
+            )
+        max_clients = 100_000  # partition.clients' bound
+        if not 1 <= clients <= max_clients:
+            raise ConfigError(
+                f"A simulated run needs 1 to {max_clients} simulated participants, not {clients}."
+            )
+        data = parse_run_config(config_json).model_dump(mode="json")
+        data["partition"]["clients"] = clients
+        cfg = parse_run_config(json.dumps(data))
+        check_simulated_run(cfg)
+        now = time.time()
+        rec = RunRecord(
+            run_id=_new_run_id(now),
+            name=name,
+            state="created",
+            config_json=cfg.model_dump_json(),
+            participant_ids=[],
+            created_at=now,
+            updated_at=now,
+            mode="simulated",
+        )
+        return self._add_run(rec, start)
+
+    def _add_run(self, rec: RunRecord, start: bool) -> RunRecord:
+        if not rec.name:
+            rec = dataclasses.replace(rec, name=rec.run_id)
         self.store.add_run(rec)
-        self.bus.publish("run_state", f"run '{rec.name}' created", run_id=run_id, state="created")
+        what = ""
+        if rec.mode == "simulated":
+            clients = json.loads(rec.config_json)["partition"]["clients"]
+            what = f" (simulated: {clients} clients)"
+        self.bus.publish(
+            "run_state",
+            f"run '{rec.name}' created{what}",
+            run_id=rec.run_id,
+            state="created",
+        )
         if start:
-            return self.start_run(run_id)
+            return self.start_run(rec.run_id)
         return rec
 
     def start_run(self, run_id: str) -> RunRecord:
         run = self.store.get_run(run_id)
         if run.state != "created":
             raise RunNotAllowed(f"Run '{run_id}' is {run.state}; only a created run can start.")
+        if run.mode == "simulated":
+            n = parse_run_config(run.config_json).partition.clients
+            run = self.set_run_state(run_id, "running", f"started: simulation of {n} clients")
+            self._launch(run)
+            return run
         pids = run.participant_ids
         if not pids:
             pids = [
@@ -225,7 +292,8 @@ class ServerCore:
         return run
 
     def _launch(self, run: RunRecord, paused: bool = False) -> None:
-        engine = RunEngine(self, run)
+        engine: RunEngine | SimulatedRunEngine
+        engine = SimulatedRunEngine(self, run) if run.mode == "simulated" else RunEngine(self, run)
         if paused:
             engine.pause()
         self.engines[run.run_id] = engine
@@ -237,7 +305,7 @@ class ServerCore:
         self.engines.pop(run_id, None)
         self._tasks.pop(run_id, None)
 
-    def _engine(self, run_id: str, action: str) -> RunEngine:
+    def _engine(self, run_id: str, action: str) -> RunEngine | SimulatedRunEngine:
         run = self.store.get_run(run_id)
         engine = self.engines.get(run_id)
         if engine is None or run.state not in ACTIVE_STATES:
@@ -280,3 +348,7 @@ class ServerCore:
 
     def active_runs(self) -> int:
         return len(self.engines)
+
+
+def _new_run_id(now: float) -> str:
+    return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(3)}"

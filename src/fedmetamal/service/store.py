@@ -38,6 +38,7 @@ from fedmetamal.errors import FedMetaMalError
 from fedmetamal.service import tables as t
 from fedmetamal.service.records import (
     PARTICIPANT_STATES,
+    RUN_MODES,
     RUN_STATES,
     EventRecord,
     ModelRecord,
@@ -151,6 +152,13 @@ class Store:
             self._engine.dispose()
             raise
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for modules that keep their own tables in the same database
+        (the dashboard's accounts); write transactions should use
+        ``engine.execution_options(fmm_write=True)`` so SQLite begins them IMMEDIATE."""
+        return self._engine
+
     # -- engine setup -----------------------------------------------------------------------
 
     def _sqlite_engine(self, sa_url: URL) -> Engine:
@@ -229,12 +237,22 @@ class Store:
         try:
             with self._tx(write=True) as conn:
                 found = conn.execute(
-                    select(t.settings.c.value).where(key == "schema_version")
+                    select(t.settings.c.value).where(key == "schema_version").with_for_update()
                 ).scalar_one_or_none()
                 if found is None:
                     conn.execute(
                         insert(t.settings).values(key="schema_version", value=str(t.SCHEMA_VERSION))
                     )
+                elif found == "1":  # before runs.mode: every run so far was a network run
+                    conn.exec_driver_sql(
+                        "ALTER TABLE runs ADD COLUMN mode VARCHAR(16) NOT NULL DEFAULT 'network'"
+                    )
+                    conn.execute(
+                        update(t.settings)
+                        .where(key == "schema_version")
+                        .values(value=str(t.SCHEMA_VERSION))
+                    )
+                    found = str(t.SCHEMA_VERSION)
         except IntegrityError:  # another process wrote it first: fine
             return
         if found is not None and (not found.isdigit() or int(found) > t.SCHEMA_VERSION):
@@ -405,6 +423,8 @@ class Store:
 
     def add_run(self, rec: RunRecord) -> None:
         _check_state(rec.state, RUN_STATES, "run")
+        if rec.mode not in RUN_MODES:
+            raise ValueError(f"run mode must be one of {', '.join(RUN_MODES)}, not {rec.mode!r}")
         try:
             with self._tx(write=True) as conn:
                 conn.execute(
@@ -420,6 +440,7 @@ class Store:
                         error=rec.error,
                         checkpoint_path=rec.checkpoint_path,
                         latest_metrics_json=_dumps(dict(rec.latest_metrics)),
+                        mode=rec.mode,
                     )
                 )
         except IntegrityError as exc:
@@ -668,6 +689,7 @@ def _run(row: Row[Any]) -> RunRecord:
         error=row.error,
         checkpoint_path=row.checkpoint_path,
         latest_metrics=json.loads(row.latest_metrics_json),
+        mode=row.mode,
     )
 
 

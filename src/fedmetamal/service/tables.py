@@ -23,7 +23,8 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+#: 2: runs.mode ("network" | "simulated"); a version-1 database gets the column on open.
+SCHEMA_VERSION = 2
 
 ID = String(200)
 
@@ -76,6 +77,7 @@ runs = Table(
     Column("error", Text, nullable=True),
     Column("checkpoint_path", Text, nullable=True),
     Column("latest_metrics_json", Text, nullable=False),
+    Column("mode", String(16), nullable=False, default="network", server_default="network"),
 )
 
 # The primary key (run_id, round) is the index that list_rounds(run_id) uses.
