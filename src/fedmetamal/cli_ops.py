@@ -109,6 +109,14 @@ def runs_create(
         list[str] | None, typer.Option("--set", help="Override a setting: KEY=VALUE.")
     ] = None,
     start: Annotated[bool, typer.Option("--start", help="Start it at once.")] = False,
+    simulated: Annotated[
+        int,
+        typer.Option(
+            "--simulated",
+            help="Run the simulation on the server with this many simulated participants "
+            "instead of real ones.",
+        ),
+    ] = 0,
     server: ServerOpt = "localhost:50051",
     operator_token: TokenOpt = None,
     operator_token_file: TokenFileOpt = None,
@@ -122,7 +130,9 @@ def runs_create(
     with _client(
         server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
     ) as c:
-        run = c.create_run(name, cfg.model_dump_json(), participant or [], start)
+        run = c.create_run(
+            name, cfg.model_dump_json(), participant or [], start, simulated_participants=simulated
+        )
     console.print(f"{run.run_id} {run.state}")
 
 

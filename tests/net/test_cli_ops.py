@@ -95,6 +95,20 @@ def test_operator_commands(
         target = tmp_path / "model.onnx"
         assert run_cli(["models", "export", model_id, "-o", str(target), *conn]) == 0
         assert onnx.load(str(target)).graph.input[0].name == "features"
+        # a run the server simulates (no participants needed)
+        assert (
+            run_cli(
+                ["runs", "create", "--config", str(config), "--simulated", "3", "--start", *conn]
+            )
+            == 0
+        )
+        with server.control() as c:
+            sim_run = next(r for r in c.list_runs() if r.mode == "simulated")
+            wait_until(
+                lambda: c.run_action("Get", sim_run.run_id).state == "completed",
+                60,
+                "the simulated run",
+            )
         assert run_cli(["runs", "start", "run-does-not-exist", *conn]) != 0
         captured = capsys.readouterr()
         assert "No run" in captured.err + captured.out
