@@ -1,0 +1,55 @@
+// Display helpers shared by the pages.
+
+export function fmtTime(unix: number): string {
+  if (!unix) return "—";
+  return new Date(unix * 1000).toLocaleString();
+}
+
+export function fmtAgo(unix: number, now: number = Date.now() / 1000): string {
+  if (!unix) return "never";
+  const s = Math.max(0, Math.round(now - unix));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+export function fmtNum(v: number | undefined, digits = 4): string {
+  if (v === undefined || v === null || Number.isNaN(v)) return "—";
+  if (Number.isInteger(v)) return v.toLocaleString();
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
+  return v.toFixed(digits);
+}
+
+export function fmtPct(v: number | undefined, digits = 1): string {
+  if (v === undefined || v === null || Number.isNaN(v)) return "—";
+  return `${(v * 100).toFixed(digits)} %`;
+}
+
+export function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+const LABELS: Record<string, string> = {
+  loss: "Loss",
+  train_loss: "Train loss",
+  accuracy: "Accuracy",
+  roc_auc: "ROC AUC",
+  tpr_at_1pct_fpr: "TPR at 1% FPR",
+  epsilon: "ε (DP)",
+  f1: "F1",
+};
+
+/** "test_roc_auc" -> "ROC AUC (test)". */
+export function metricLabel(key: string): string {
+  for (const prefix of ["test_", "local_"]) {
+    if (key.startsWith(prefix)) {
+      const base = key.slice(prefix.length);
+      return `${LABELS[base] ?? base} (${prefix.slice(0, -1)})`;
+    }
+  }
+  return LABELS[key] ?? key;
+}
