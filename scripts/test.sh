@@ -7,6 +7,13 @@ bash scripts/install.sh
 bash scripts/test_tools.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
+# The dashboard's unit tests (Vitest); install.sh has installed frontend/node_modules.
+if [ -d frontend/node_modules ]; then
+    (cd frontend && npm test)
+elif [ "${CI:-}" = "true" ]; then
+    echo "error: frontend/node_modules is missing under CI=true (install.sh needs npm)" >&2
+    exit 1
+fi
 # A throwaway PostgreSQL server for the store tests (unless FEDMETAMAL_TEST_POSTGRES_URL names
 # one already), stopped when this script exits; pytest's exit status is kept.
 if [ -z "${FEDMETAMAL_TEST_POSTGRES_URL:-}" ]; then

@@ -31,3 +31,30 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
         if (REPO / "src" / rel).read_bytes() != (tmp_path / rel).read_bytes()
     ]
     assert not stale, f"regenerate with scripts/gen_proto.sh: {stale}"
+
+
+def test_generated_typescript_client_is_current(tmp_path: Path) -> None:
+    """The dashboard's committed TS client (frontend/src/gen) matches the .proto files."""
+    import pytest
+
+    plugin = REPO / "frontend" / "node_modules" / ".bin" / "protoc-gen-es"
+    if not plugin.exists():
+        pytest.skip("frontend/node_modules is not installed (scripts/install.sh does it)")
+    protos = sorted(str(p.relative_to(REPO)) for p in (REPO / "proto").rglob("*.proto"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        "-I",
+        "proto",
+        f"--plugin=protoc-gen-es={plugin}",
+        f"--es_out={tmp_path}",
+        "--es_opt=target=ts",
+        *protos,
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True)
+    fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.ts"))
+    assert fresh, "protoc-gen-es generated nothing"
+    gen = REPO / "frontend" / "src" / "gen"
+    stale = [str(rel) for rel in fresh if (gen / rel).read_bytes() != (tmp_path / rel).read_bytes()]
+    assert not stale, f"regenerate with scripts/gen_proto.sh: {stale}"
