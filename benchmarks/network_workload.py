@@ -149,6 +149,7 @@ def start_server(
         "--data-dir",
         str(data_dir),
         "--auto-approve",
+        "--no-web",
         "--heartbeat-interval",
         "5",
         "--heartbeat-timeout",

@@ -31,16 +31,33 @@ def demo(
     exit_when_done: Annotated[
         bool, typer.Option("--exit-when-done", help="Stop everything when training ends.")
     ] = False,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            "--web-port",
+            help="Dashboard port on 127.0.0.1 (0: any free port). Default 8080, or any free "
+            "port when 8080 is taken.",
+        ),
+    ] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve the dashboard.")] = False,
 ) -> None:
     """Run a federation on this machine over real gRPC: server + participant processes."""
     flags = {"partition.clients": participants, "training.rounds": rounds}
     cfg = config_from_flags(config, flags, sets=set_ or [])
-    ok = asyncio.run(_demo(cfg, participants, port, data_dir, exit_when_done))
+    ok = asyncio.run(_demo(cfg, participants, port, data_dir, exit_when_done, web_port, no_web))
     if not ok:
         raise typer.Exit(1)
 
 
-async def _demo(cfg, n: int, port: int, data_dir: Path, exit_when_done: bool) -> bool:
+async def _demo(
+    cfg,
+    n: int,
+    port: int,
+    data_dir: Path,
+    exit_when_done: bool,
+    web_port: int | None = None,
+    no_web: bool = False,
+) -> bool:
     from fedmetamal.net.local_federation import (
         join_command,
         partition_for,
@@ -62,6 +79,9 @@ async def _demo(cfg, n: int, port: int, data_dir: Path, exit_when_done: bool) ->
             auto_approve=True,
             heartbeat_interval_s=2.0,
             heartbeat_timeout_s=10.0,
+            web_port=8080 if web_port is None else web_port,
+            web_port_fallback=web_port is None,
+            no_web=no_web,
         )
     )
     await server.start()
@@ -70,6 +90,13 @@ async def _demo(cfg, n: int, port: int, data_dir: Path, exit_when_done: bool) ->
         f"server on {server.address} (plaintext, loopback); operator token in "
         f"{server.operator_token_file}"
     )
+    if server.web_url and server.web is not None:
+        console.print(
+            f"dashboard on {server.web_url} (user admin, password in "
+            f"{server.web.admin_password_file})"
+        )
+        if server.web.notice:
+            console.print(f"[yellow]{server.web.notice}[/]")
     procs = []
     try:
         names = []
@@ -90,7 +117,8 @@ async def _demo(cfg, n: int, port: int, data_dir: Path, exit_when_done: bool) ->
             f"\nserver still running on {server.address}; try\n"
             f"  fedmetamal runs list --server {server.address} --insecure "
             f"--operator-token-file {server.operator_token_file}\n"
-            "Ctrl-C stops it and the participants."
+            + (f"  or open the dashboard: {server.web_url}\n" if server.web_url else "")
+            + "Ctrl-C stops it and the participants."
         )
         await asyncio.Event().wait()
         return ok

@@ -19,6 +19,8 @@ from fedmetamal.cli_common import console
 from fedmetamal.errors import ConfigError
 
 DATABASE_ENV = "FEDMETAMAL_DATABASE_URL"
+#: The dashboard's port unless --web-port says otherwise.
+DEFAULT_WEB_PORT = 8080
 
 
 def serve(
@@ -70,6 +72,31 @@ def serve(
     heartbeat_timeout: Annotated[
         float, typer.Option(help="Silence after which a participant is offline.")
     ] = 20.0,
+    web_port: Annotated[
+        int | None,
+        typer.Option(
+            "--web-port",
+            help="Dashboard (HTTP) port (0: any free port). Default 8080, or any free port "
+            "when 8080 is taken.",
+        ),
+    ] = None,
+    web_host: Annotated[
+        str | None,
+        typer.Option("--web-host", help="Address the dashboard listens on (default: --host)."),
+    ] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve the dashboard.")] = False,
+    max_upload_mb: Annotated[
+        float,
+        typer.Option("--max-upload-mb", help="Largest file the dashboard's Detect page accepts."),
+    ] = 32.0,
+    admin_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-password-file",
+            help="Set the dashboard's admin password from this file (default: a random one, "
+            "written to <data-dir>/admin.password at first start).",
+        ),
+    ] = None,
 ) -> None:
     """Run the federation server (gRPC): participants join it, operators control runs."""
     from fedmetamal.net.server import FederationServer, ServeOptions, run_server
@@ -89,6 +116,12 @@ def serve(
         auto_approve=auto_approve,
         heartbeat_interval_s=heartbeat_interval,
         heartbeat_timeout_s=heartbeat_timeout,
+        web_port=DEFAULT_WEB_PORT if web_port is None else web_port,
+        web_port_fallback=web_port is None,
+        web_host=web_host,
+        no_web=no_web,
+        max_upload_mb=max_upload_mb,
+        admin_password_file=admin_password_file,
     )
     test = _load_test_data(test_data)
     server = FederationServer(opts, test)
@@ -102,6 +135,7 @@ def serve(
         console.print(f"  operator token {s.operator_token_file}")
         if s.ca_path:
             console.print(f"  CA certificate {s.ca_path} (participants pass it with --ca)")
+        print_dashboard(s)
         if issue_tokens:
             assert token_dir is not None
             _write_tokens(s, issue_tokens, token_dir)
@@ -112,6 +146,21 @@ def serve(
         )
 
     asyncio.run(run_server(server, on_started=started))
+
+
+def print_dashboard(s) -> None:
+    """The dashboard's URL and where its admin password is (shared with the demo)."""
+    if s.web is None or not s.web_url:
+        return
+    console.print(f"  dashboard      {s.web_url}")
+    if s.web.notice:
+        console.print(f"  [yellow]{s.web.notice}[/]")
+    if s.web.admin_password_file is not None:
+        console.print(f"  admin password {s.web.admin_password_file} (user admin)")
+    if not s.web.app.built:
+        console.print(
+            "  [yellow]the dashboard's pages are not built: run bash scripts/install.sh[/]"
+        )
 
 
 def _masked(url: str) -> str:

@@ -42,6 +42,7 @@ class ProcessFederation:
             "--data-dir",
             str(self.data_dir),
             "--auto-approve",
+            "--no-web",
             "--heartbeat-interval",
             "0.5",
             "--heartbeat-timeout",

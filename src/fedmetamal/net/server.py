@@ -11,6 +11,7 @@ import contextlib
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -22,6 +23,9 @@ from fedmetamal.net.payload import grpc_options
 from fedmetamal.net.tls import ensure_server_tls, is_loopback, read_pem, server_credentials
 from fedmetamal.service.server_core import ServerCore, ServerSettings
 from fedmetamal.v1 import control_pb2_grpc, federation_pb2_grpc
+
+if TYPE_CHECKING:
+    from fedmetamal.web.server import WebServer
 
 
 @dataclass
@@ -38,6 +42,24 @@ class ServeOptions:
     auto_approve: bool = False
     heartbeat_interval_s: float = 5.0
     heartbeat_timeout_s: float = 20.0
+    #: The dashboard's web port (0: any free port). None, or ``no_web``: no web server; the
+    #: CLI passes 8080 by default (library users and tests opt in, so they never clash on it).
+    web_port: int | None = None
+    #: Address the web port listens on (default: ``host``).
+    web_host: str | None = None
+    no_web: bool = False
+    #: Use any free port when ``web_port`` is taken (the CLI's default port only).
+    web_port_fallback: bool = False
+    max_upload_mb: float = 32.0
+    #: Sets the dashboard's "admin" password from this file (default: a random one, written to
+    #: <data_dir>/admin.password at first start).
+    admin_password_file: Path | None = None
+    #: The built front end (default: the package's fedmetamal/web/static).
+    static_dir: Path | None = None
+
+    @property
+    def web_enabled(self) -> bool:
+        return self.web_port is not None and not self.no_web
 
 
 def check_options(opts: ServeOptions) -> None:
@@ -52,6 +74,16 @@ def check_options(opts: ServeOptions) -> None:
         raise ConfigError("--tls-cert and --tls-key go together.", "Give both, or neither.")
     if opts.insecure and (opts.tls_cert or opts.client_ca):
         raise ConfigError("--insecure cannot be combined with TLS options.")
+    web_host = opts.web_host or opts.host
+    if opts.web_enabled and opts.insecure and not is_loopback(web_host):
+        raise ConfigError(
+            f"Plaintext (--insecure) is only allowed on a loopback address, not on the web "
+            f"port's '{web_host}': dashboard passwords and sessions would cross the network "
+            "unencrypted.",
+            "Drop --insecure (a certificate is generated), or set --web-host 127.0.0.1.",
+        )
+    if opts.web_enabled and opts.max_upload_mb <= 0:
+        raise ConfigError("--max-upload-mb must be positive.")
     if opts.heartbeat_timeout_s <= opts.heartbeat_interval_s:
         raise ConfigError(
             f"--heartbeat-timeout ({opts.heartbeat_timeout_s:g} s) must exceed "
@@ -67,17 +99,20 @@ class FederationServer:
         self.opts = opts
         self.ca_path: Path | None = None
         credentials = None
+        self._cert_files: tuple[Path, Path] | None = None
         if not opts.insecure:
             if opts.tls_cert is not None and opts.tls_key is not None:
                 cert, key = (
                     read_pem(opts.tls_cert, "TLS certificate"),
                     read_pem(opts.tls_key, "TLS key"),
                 )
+                self._cert_files = (opts.tls_cert, opts.tls_key)
             else:
                 hosts = [h for h in [*opts.tls_hosts, opts.host] if h not in ("0.0.0.0", "::")]
                 files = ensure_server_tls(opts.data_dir / "tls", hosts)
                 cert, key = files.server_cert.read_bytes(), files.server_key.read_bytes()
                 self.ca_path = files.ca_cert
+                self._cert_files = (files.server_cert, files.server_key)
             client_ca = (
                 read_pem(opts.client_ca, "client CA certificate") if opts.client_ca else None
             )
@@ -101,6 +136,40 @@ class FederationServer:
         self.core = ServerCore(settings, test_data)
         self.operator_token_file = self.core.ensure_operator_token()
         self._server: grpc.aio.Server | None = None
+        self.web: WebServer | None = None
+        if opts.web_enabled:
+            self.web = self._web_server()
+
+    def _web_server(self) -> WebServer:
+        """The dashboard's web server (same certificate as the gRPC port under TLS)."""
+        from fedmetamal.web.server import WebOptions, WebServer
+
+        assert self.opts.web_port is not None
+        cert, key = self._cert_files if self._cert_files else (None, None)
+        web_host = self.opts.web_host or self.opts.host
+        public = self._public_host if web_host == self.opts.host else None
+        return WebServer(
+            self.core,
+            WebOptions(
+                host=web_host,
+                port=self.opts.web_port,
+                max_upload_mb=self.opts.max_upload_mb,
+                admin_password_file=self.opts.admin_password_file,
+                static_dir=self.opts.static_dir,
+                tls_cert=cert,
+                tls_key=key,
+                public_host=public,
+                port_fallback=self.opts.web_port_fallback,
+            ),
+            # the gRPC address is only known after start(); ServerInfo reads it then
+            self._public_host,
+            self.tls,
+        )
+
+    @property
+    def web_url(self) -> str | None:
+        """The dashboard's URL once started (None without a web port)."""
+        return self.web.url if self.web is not None and self.web.port else None
 
     @property
     def tls(self) -> bool:
@@ -133,8 +202,17 @@ class FederationServer:
         await server.start()
         self._server = server
         await self.core.start()
+        if self.web is not None:
+            self.web.control.address = self.address
+            try:
+                await self.web.start()
+            except BaseException:
+                await self.stop(0)
+                raise
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.web is not None:  # first: its watch streams end, its calls finish
+            await self.web.stop()
         await self.core.close()
         if self._server is not None:
             await self._server.stop(grace)
