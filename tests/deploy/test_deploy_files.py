@@ -393,7 +393,7 @@ def test_version_in_dockerfile_and_image_tags_matches_pyproject(
 def test_server_stage(stages: dict[str, Stage]) -> None:
     server = stages["server"]
     assert server.base == "base"
-    assert "50051" in server.args("EXPOSE")
+    assert server.args("EXPOSE")[-1].split() == ["50051", "8080"]  # gRPC, dashboard
     assert exec_form(server.args("VOLUME")[-1]) == [SERVER_DIR]
     assert exec_form(server.args("ENTRYPOINT")[-1]) == ["fedmetamal", "serve"]
     assert exec_form(server.args("CMD")[-1]) == [
@@ -401,6 +401,8 @@ def test_server_stage(stages: dict[str, Stage]) -> None:
         "0.0.0.0",
         "--port",
         "50051",
+        "--web-port",
+        "8080",
         "--data-dir",
         SERVER_DIR,
     ]
@@ -503,7 +505,8 @@ def test_only_the_server_publishes_a_port(
     for config in (compose, merged(compose, postgres)):
         publishing = {n for n, s in config["services"].items() if s.get("ports")}
         assert publishing == {"server"}
-    assert compose["services"]["server"]["ports"] == ["50051:50051"]
+    # gRPC for everyone; the dashboard on the host's loopback only
+    assert compose["services"]["server"]["ports"] == ["50051:50051", "127.0.0.1:8080:8080"]
 
 
 def test_postgres_override_points_the_server_at_the_database(postgres: dict[str, Any]) -> None:
@@ -688,3 +691,12 @@ def test_docs_name_only_files_that_exist() -> None:
     named.add(".dockerignore")
     missing = sorted(n for n in named if not (ROOT / n).exists() and not n.startswith(USER_FILES))
     assert not missing, f"docs/deploy.md names missing files: {missing}"
+
+
+def test_the_dashboard_is_built_in_its_own_stage(stages: dict[str, Stage]) -> None:
+    """Node builds the front end; the images get only its static files (no Node at run time)."""
+    frontend = stages["frontend"]
+    assert frontend.base.startswith("node:") and "latest" not in frontend.base
+    assert any(a.startswith("npm ci") for a in frontend.args("RUN"))
+    copies = stages["base"].args("COPY")
+    assert "--from=frontend /build/src/fedmetamal/web/static ./src/fedmetamal/web/static" in copies
