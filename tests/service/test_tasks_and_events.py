@@ -117,3 +117,16 @@ def test_client_state_file_restarts_a_repeated_round_from_the_state_before_it(
     files.save(3, before, after)
     assert torch.equal(files.load_for(3)["c"], before["c"])  # round 3 again (server crashed)
     assert torch.equal(files.load_for(4)["c"], after["c"])  # the next round
+
+
+def test_last_event_seq_names_the_newest_event(tmp_path: Path) -> None:
+    from fedmetamal.service.records import EventRecord
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert store.last_event_seq() == 0
+    seqs = [
+        store.add_event(EventRecord(kind="log", time=0.0, message=str(i))).seq for i in range(3)
+    ]
+    assert store.last_event_seq() == max(seqs)
+    assert store.events_after(store.last_event_seq()) == []
+    store.close()

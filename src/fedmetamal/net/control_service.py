@@ -76,6 +76,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
             participants_online=self.core.registry.online_count(),
             runs_active=self.core.active_runs(),
             database=self.core.store.dialect,
+            last_event_seq=self.core.store.last_event_seq(),
         )
 
     # -- runs ------------------------------------------------------------------------------

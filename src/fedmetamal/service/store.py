@@ -21,7 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, create_engine, event, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -580,6 +591,13 @@ class Store:
             metrics=dict(ev.metrics),
             seq=seq,
         )
+
+    def last_event_seq(self) -> int:
+        """The newest event's sequence number (0 without events): watch from it to see only
+        what happens next."""
+        with self._tx() as conn:
+            found = conn.execute(select(func.max(t.events.c.seq))).scalar()
+        return int(found or 0)
 
     def events_after(
         self, after_seq: int, run_id: str | None = None, limit: int = 1000

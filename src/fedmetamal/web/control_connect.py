@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
-from sqlalchemy import func, select
 
 from fedmetamal import __version__
 from fedmetamal.errors import ConfigError, FedMetaMalError
@@ -30,7 +29,6 @@ from fedmetamal.net.control_service import (
     run_message,
 )
 from fedmetamal.net.payload import encode, file_chunks
-from fedmetamal.service import tables
 from fedmetamal.service.events import WatcherTooSlow
 from fedmetamal.service.run_heterogeneity import stored_report
 from fedmetamal.service.server_core import RunNotAllowed, ServerCore
@@ -128,13 +126,8 @@ class ConnectControl:
             participants_online=self.core.registry.online_count(),
             runs_active=self.core.active_runs(),
             database=self.core.store.dialect,
-            last_event_seq=self._last_event_seq(),
+            last_event_seq=self.core.store.last_event_seq(),
         )
-
-    def _last_event_seq(self) -> int:
-        with self.core.store.engine.begin() as conn:
-            found = conn.execute(select(func.max(tables.events.c.seq))).scalar()
-        return int(found or 0)
 
     # -- runs ------------------------------------------------------------------------------
     @user_errors
