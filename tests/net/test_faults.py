@@ -60,21 +60,33 @@ def test_server_killed_mid_run_resumes_without_losing_a_round(tmp_path, processe
 
 
 def test_participant_killed_mid_round_the_others_finish(tmp_path, processes) -> None:
+    """Kill a participant between rounds (the run paused there, so the kill cannot miss):
+    the next round's task to it goes unanswered, it drops offline after the heartbeat
+    timeout, and the rounds complete with the two others."""
     cfg = small_config(
-        **{"training.rounds": 4, "network.min_participants": 2, "training.local_epochs": 3}
+        **{"training.rounds": 6, "network.min_participants": 2, "training.local_epochs": 3}
     )
     fed, ids = _start(tmp_path, processes, cfg)
     run_id = fed.run(cfg, ids)
     _wait_round(fed, run_id, 1)
-    fed.participants["participant-3"].kill()
+    with fed.control() as c:
+        c.run_action("Pause", run_id)
+        killed_at = wait_until(
+            lambda: (run := c.run_action("Get", run_id)).state == "paused" and run.round,
+            120,
+            "the run to pause",
+        )
+        assert killed_at < 6
+        fed.participants["participant-3"].kill()
+        c.run_action("Resume", run_id)
     assert fed.wait_finished(run_id) == "completed", fed.logs()
     with fed.control() as c:
         rounds = c.list_rounds(run_id)
-    assert [r.round for r in rounds] == [1, 2, 3, 4]
+    assert [r.round for r in rounds] == [1, 2, 3, 4, 5, 6]
     gone = ids[2]
-    assert all(gone not in r.reported for r in rounds[2:])
-    reasons = [r.rejected.get(gone, "") for r in rounds[1:]]
-    assert any("offline" in why for why in reasons), reasons
+    after = rounds[killed_at:]
+    assert all(gone not in r.reported for r in after)
+    assert any("offline" in r.rejected.get(gone, "") for r in after), [r.rejected for r in after]
     assert all(len(r.reported) >= 2 for r in rounds)
 
 
