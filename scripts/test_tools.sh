@@ -2,10 +2,12 @@
 # Tools the tests use, installed when missing and the machine allows it:
 # - (root + apt) the MinGW-w64 compiler that builds the real PE programs of the feature tests,
 #   package lists for `apt-get download clamav-testfiles` (real PE samples, cached with the
-#   corpus), and openssl + osslsigncode to sign test files for the Authenticode features;
+#   corpus), openssl + osslsigncode to sign test files for the Authenticode features, and
+#   Debian's chromium for the dashboard's browser tests (tests/browser; never a downloaded one);
 # - the EMBER2024 reference extractor (ember-cdd-wdis, from PyPI) in its own environment,
 #   .cache/ember-ref, for the ember-v3 parity tests.
-# Where a tool cannot be had, the tests that need it skip and say why.
+# Where a tool cannot be had, the tests that need it skip and say why (the browser tests fail
+# instead under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EMBER_REF=ember-cdd-wdis==1.2.1
@@ -24,8 +26,10 @@ command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v osslsigncode >/dev/null 2>&1 || need+=(osslsigncode)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
     echo "Installing test tools: ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
-        >/dev/null || echo "warning: could not install ${need[*]}; the PE corpus tests will skip"
+        >/dev/null || echo "warning: could not install ${need[*]}; the tests that need them skip" \
+            "(the browser tests fail under CI=true without chromium)"
 fi
