@@ -233,6 +233,10 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
         rec, path = self._model_path(model_id)
         if fmt == "safetensors":
             return path.read_bytes(), f"{model_id}.safetensors", "application/octet-stream"
+        # model versions never change: the ONNX export is built once and kept beside them
+        cached = path.with_suffix(".onnx")
+        if cached.is_file():
+            return cached.read_bytes(), f"{rec.model_id}.onnx", "application/onnx"
         from fedmetamal.models.checkpoint import load_checkpoint
         from fedmetamal.models.export import export_onnx
 
@@ -253,7 +257,11 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 feature_schema=_full_schema(schema, ckpt.feature_names),
                 threshold=meta.get("threshold"),
             )
-            return out.read_bytes(), f"{rec.model_id}.onnx", "application/onnx"
+            data = out.read_bytes()
+            tmp_cached = cached.with_name(f".{cached.name}.tmp")
+            tmp_cached.write_bytes(data)
+            tmp_cached.replace(cached)
+            return data, f"{rec.model_id}.onnx", "application/onnx"
 
 
 def _full_schema(schema: Any, names: list[str]) -> dict[str, Any] | None:
