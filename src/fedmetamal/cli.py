@@ -32,6 +32,7 @@ from fedmetamal.cli_federation import federation_app
 from fedmetamal.cli_ops import models_app, participants_app, runs_app, token_app
 from fedmetamal.cli_scan import scan
 from fedmetamal.cli_serve import join, serve
+from fedmetamal.cli_users import users_app
 from fedmetamal.config import ConfigError, build_config
 from fedmetamal.errors import FedMetaMalError
 
@@ -53,6 +54,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(participants_app, name="participants")
 app.add_typer(token_app, name="token")
 app.add_typer(models_app, name="models")
+app.add_typer(users_app, name="users")
 
 _state = {"debug": False}
 
