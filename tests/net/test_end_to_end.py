@@ -36,6 +36,10 @@ def test_fedavg_over_grpc_matches_the_simulation(tmp_path, processes) -> None:
         assert [r.round for r in rounds] == [1, 2, 3]
         assert all(sorted(r.reported) == sorted(ids) for r in rounds)
         assert 0.5 < rounds[-1].metrics["roc_auc"] <= 1.0  # federated evaluation ran
+        # each participant's own metrics: training loss, and its local test split's AUC
+        assert set(rounds[-1].client_metrics) == set(ids)
+        for values in (m.values for m in rounds[-1].client_metrics.values()):
+            assert values["train_loss"] > 0 and 0.0 <= values["test_roc_auc"] <= 1.0
         events = [e.kind for e in c.watch(run_id)]
         assert events.count("round_finished") == 3 and events[-1] == "run_state"
         models = c.list_models(run_id)

@@ -75,3 +75,35 @@ export function finalMetrics(rows: RoundMetrics[]): Record<string, number> {
   for (const r of rows) Object.assign(out, r.metrics);
   return out;
 }
+
+/** Per-participant series of one client metric (e.g. "train_loss", "test_roc_auc") from
+ * ListRounds' client_metrics: one series per participant, points where it reported it. */
+export function clientSeries(
+  rounds: { round: number; clientMetrics: Record<string, { values: Record<string, number> }> }[],
+  key: string,
+): Series[] {
+  const byClient = new Map<string, Point[]>();
+  for (const r of [...rounds].sort((a, b) => a.round - b.round)) {
+    for (const [client, m] of Object.entries(r.clientMetrics ?? {})) {
+      const v = m?.values?.[key];
+      if (v === undefined || !Number.isFinite(v)) continue;
+      if (!byClient.has(client)) byClient.set(client, []);
+      byClient.get(client)!.push({ x: r.round, y: v });
+    }
+  }
+  return [...byClient.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, points]) => ({ key: k, points }));
+}
+
+/** A participant's value of ``key`` in the latest round where it reported one. */
+export function latestClientValue(
+  rounds: { round: number; clientMetrics: Record<string, { values: Record<string, number> }> }[],
+  client: string,
+  key: string,
+): number | undefined {
+  let best: { round: number; v: number } | undefined;
+  for (const r of rounds) {
+    const v = r.clientMetrics?.[client]?.values?.[key];
+    if (v !== undefined && Number.isFinite(v) && (!best || r.round > best.round)) best = { round: r.round, v };
+  }
+  return best?.v;
+}

@@ -22,7 +22,7 @@ from fedmetamal.net.auth import PROTOCOL_VERSION, AuthError, check_operator, met
 from fedmetamal.net.payload import encode, file_chunks
 from fedmetamal.service.events import WatcherTooSlow
 from fedmetamal.service.participants import ParticipantView
-from fedmetamal.service.records import EventRecord, ModelRecord, RunRecord
+from fedmetamal.service.records import EventRecord, ModelRecord, RoundRow, RunRecord
 from fedmetamal.service.run_heterogeneity import stored_report
 from fedmetamal.service.server_core import RunNotAllowed, ServerCore
 from fedmetamal.service.store import NotFound
@@ -121,22 +121,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     async def ListRounds(self, request, context):
         self.core.store.get_run(request.run_id)
         rows = self.core.store.list_rounds(request.run_id)
-        return control_pb2.ListRoundsReply(
-            rounds=[
-                control_pb2.RoundInfo(
-                    round=r.round,
-                    started_unix=r.started_at,
-                    finished_unix=r.finished_at,
-                    sampled=r.sampled,
-                    reported=r.reported,
-                    rejected=r.rejected,
-                    metrics=r.metrics,
-                    model_id=r.model_id or "",
-                    attempts=r.attempts,
-                )
-                for r in rows
-            ]
-        )
+        return control_pb2.ListRoundsReply(rounds=[round_message(r) for r in rows])
 
     async def WatchRun(self, request, context):
         try:
@@ -297,6 +282,23 @@ def run_message(r: RunRecord) -> control_pb2.Run:
         latest_metrics=r.latest_metrics,
         mode=r.mode,
     )
+
+
+def round_message(r: RoundRow) -> control_pb2.RoundInfo:
+    msg = control_pb2.RoundInfo(
+        round=r.round,
+        started_unix=r.started_at,
+        finished_unix=r.finished_at,
+        sampled=r.sampled,
+        reported=r.reported,
+        rejected=r.rejected,
+        metrics={k: v for k, v in r.metrics.items() if v == v},
+        model_id=r.model_id or "",
+        attempts=r.attempts,
+    )
+    for pid, values in r.client_metrics.items():
+        msg.client_metrics[pid].values.update({k: v for k, v in values.items() if v == v})
+    return msg
 
 
 def event_message(e: EventRecord) -> control_pb2.Event:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedmetamal.v1 import common_pb2 as fedmetamal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65\x64metamal/v1/control.proto\x12\rfedmetamal.v1\x1a\x1a\x66\x65\x64metamal/v1/common.proto\"\x16\n\x14GetServerInfoRequest\"\xb1\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0b\n\x03tls\x18\x04 \x01(\x08\x12\x1b\n\x13participants_online\x18\x05 \x01(\r\x12\x13\n\x0bruns_active\x18\x06 \x01(\r\x12\x10\n\x08\x64\x61tabase\x18\x07 \x01(\t\x12\x16\n\x0elast_event_seq\x18\x08 \x01(\x04\"}\n\x10\x43reateRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\x12\x17\n\x0fparticipant_ids\x18\x03 \x03(\t\x12\r\n\x05start\x18\x04 \x01(\x08\x12\x1e\n\x16simulated_participants\x18\x05 \x01(\r\"\x18\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xd9\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\r\x12\x0e\n\x06rounds\x18\x05 \x01(\r\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x17\n\x0fparticipant_ids\x18\x07 \x03(\t\x12\x14\n\x0c\x63reated_unix\x18\x08 \x01(\x01\x12\x14\n\x0cupdated_unix\x18\t \x01(\x01\x12\r\n\x05\x65rror\x18\n \x01(\t\x12=\n\x0elatest_metrics\x18\x0b \x03(\x0b\x32%.fedmetamal.v1.Run.LatestMetricsEntry\x12\x1a\n\x12heterogeneity_json\x18\x0c \x01(\t\x12\x0c\n\x04mode\x18\r \x01(\t\x1a\x34\n\x12LatestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x11\n\x0fListRunsRequest\"1\n\rListRunsReply\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.fedmetamal.v1.Run\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\xff\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\ttime_unix\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05round\x18\x05 \x01(\r\x12\x16\n\x0eparticipant_id\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\r\n\x05level\x18\x08 \x01(\t\x12\x0f\n\x07message\x18\t \x01(\t\x12\x32\n\x07metrics\x18\n \x03(\x0b\x32!.fedmetamal.v1.Event.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe1\x02\n\tRoundInfo\x12\r\n\x05round\x18\x01 \x01(\r\x12\x14\n\x0cstarted_unix\x18\x02 \x01(\x01\x12\x15\n\rfinished_unix\x18\x03 \x01(\x01\x12\x0f\n\x07sampled\x18\x04 \x03(\t\x12\x10\n\x08reported\x18\x05 \x03(\t\x12\x38\n\x08rejected\x18\x06 \x03(\x0b\x32&.fedmetamal.v1.RoundInfo.RejectedEntry\x12\x36\n\x07metrics\x18\x07 \x03(\x0b\x32%.fedmetamal.v1.RoundInfo.MetricsEntry\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\r\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\x0fListRoundsReply\x12(\n\x06rounds\x18\x01 \x03(\x0b\x32\x18.fedmetamal.v1.RoundInfo\"\x19\n\x17ListParticipantsRequest\"\xd5\x01\n\x0bParticipant\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06online\x18\x04 \x01(\x08\x12\x10\n\x08\x61\x63tivity\x18\x05 \x01(\t\x12\x16\n\x0elast_seen_unix\x18\x06 \x01(\x01\x12\x15\n\renrolled_unix\x18\x07 \x01(\x01\x12\x10\n\x08platform\x18\x08 \x01(\t\x12.\n\x07summary\x18\t \x01(\x0b\x32\x1d.fedmetamal.v1.DatasetSummary\"I\n\x15ListParticipantsReply\x12\x30\n\x0cparticipants\x18\x01 \x03(\x0b\x32\x1a.fedmetamal.v1.Participant\"(\n\x0eParticipantRef\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\"K\n\x16\x43reateJoinTokenRequest\x12\r\n\x05ttl_s\x18\x01 \x01(\x01\x12\x14\n\x0c\x61uto_approve\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"A\n\tJoinToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_unix\x18\x02 \x01(\x01\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\"#\n\x11ListModelsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xec\x01\n\x0cModelVersion\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x14\n\x0c\x63reated_unix\x18\x04 \x01(\x01\x12\x12\n\nnum_params\x18\x05 \x01(\x04\x12\x16\n\x0e\x66\x65\x61ture_schema\x18\x06 \x01(\t\x12\x39\n\x07metrics\x18\x07 \x03(\x0b\x32(.fedmetamal.v1.ModelVersion.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\">\n\x0fListModelsReply\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.fedmetamal.v1.ModelVersion\"\x1c\n\x08ModelRef\x12\x10\n\x08model_id\x18\x01 \x01(\t\"6\n\x12\x45xportModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"W\n\nFileHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\"P\n\tFileChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.fedmetamal.v1.FileHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part2\xc5\t\n\x0e\x43ontrolService\x12O\n\rGetServerInfo\x12#.fedmetamal.v1.GetServerInfoRequest\x1a\x19.fedmetamal.v1.ServerInfo\x12@\n\tCreateRun\x12\x1f.fedmetamal.v1.CreateRunRequest\x1a\x12.fedmetamal.v1.Run\x12\x35\n\x08StartRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x35\n\x08PauseRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x36\n\tResumeRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x34\n\x07StopRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x33\n\x06GetRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12H\n\x08ListRuns\x12\x1e.fedmetamal.v1.ListRunsRequest\x1a\x1c.fedmetamal.v1.ListRunsReply\x12\x42\n\x08WatchRun\x12\x1e.fedmetamal.v1.WatchRunRequest\x1a\x14.fedmetamal.v1.Event0\x01\x12\x43\n\nListRounds\x12\x15.fedmetamal.v1.RunRef\x1a\x1e.fedmetamal.v1.ListRoundsReply\x12`\n\x10ListParticipants\x12&.fedmetamal.v1.ListParticipantsRequest\x1a$.fedmetamal.v1.ListParticipantsReply\x12O\n\x12\x41pproveParticipant\x12\x1d.fedmetamal.v1.ParticipantRef\x1a\x1a.fedmetamal.v1.Participant\x12N\n\x11RevokeParticipant\x12\x1d.fedmetamal.v1.ParticipantRef\x1a\x1a.fedmetamal.v1.Participant\x12R\n\x0f\x43reateJoinToken\x12%.fedmetamal.v1.CreateJoinTokenRequest\x1a\x18.fedmetamal.v1.JoinToken\x12N\n\nListModels\x12 .fedmetamal.v1.ListModelsRequest\x1a\x1e.fedmetamal.v1.ListModelsReply\x12G\n\rDownloadModel\x12\x17.fedmetamal.v1.ModelRef\x1a\x1b.fedmetamal.v1.PayloadChunk0\x01\x12L\n\x0b\x45xportModel\x12!.fedmetamal.v1.ExportModelRequest\x1a\x18.fedmetamal.v1.FileChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65\x64metamal/v1/control.proto\x12\rfedmetamal.v1\x1a\x1a\x66\x65\x64metamal/v1/common.proto\"\x16\n\x14GetServerInfoRequest\"\xb1\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0b\n\x03tls\x18\x04 \x01(\x08\x12\x1b\n\x13participants_online\x18\x05 \x01(\r\x12\x13\n\x0bruns_active\x18\x06 \x01(\r\x12\x10\n\x08\x64\x61tabase\x18\x07 \x01(\t\x12\x16\n\x0elast_event_seq\x18\x08 \x01(\x04\"}\n\x10\x43reateRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\x12\x17\n\x0fparticipant_ids\x18\x03 \x03(\t\x12\r\n\x05start\x18\x04 \x01(\x08\x12\x1e\n\x16simulated_participants\x18\x05 \x01(\r\"\x18\n\x06RunRef\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xd9\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\r\x12\x0e\n\x06rounds\x18\x05 \x01(\r\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x17\n\x0fparticipant_ids\x18\x07 \x03(\t\x12\x14\n\x0c\x63reated_unix\x18\x08 \x01(\x01\x12\x14\n\x0cupdated_unix\x18\t \x01(\x01\x12\r\n\x05\x65rror\x18\n \x01(\t\x12=\n\x0elatest_metrics\x18\x0b \x03(\x0b\x32%.fedmetamal.v1.Run.LatestMetricsEntry\x12\x1a\n\x12heterogeneity_json\x18\x0c \x01(\t\x12\x0c\n\x04mode\x18\r \x01(\t\x1a\x34\n\x12LatestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x11\n\x0fListRunsRequest\"1\n\rListRunsReply\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.fedmetamal.v1.Run\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\xff\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\ttime_unix\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05round\x18\x05 \x01(\r\x12\x16\n\x0eparticipant_id\x18\x06 \x01(\t\x12\r\n\x05state\x18\x07 \x01(\t\x12\r\n\x05level\x18\x08 \x01(\t\x12\x0f\n\x07message\x18\t \x01(\t\x12\x32\n\x07metrics\x18\n \x03(\x0b\x32!.fedmetamal.v1.Event.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfa\x03\n\tRoundInfo\x12\r\n\x05round\x18\x01 \x01(\r\x12\x14\n\x0cstarted_unix\x18\x02 \x01(\x01\x12\x15\n\rfinished_unix\x18\x03 \x01(\x01\x12\x0f\n\x07sampled\x18\x04 \x03(\t\x12\x10\n\x08reported\x18\x05 \x03(\t\x12\x38\n\x08rejected\x18\x06 \x03(\x0b\x32&.fedmetamal.v1.RoundInfo.RejectedEntry\x12\x36\n\x07metrics\x18\x07 \x03(\x0b\x32%.fedmetamal.v1.RoundInfo.MetricsEntry\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\r\x12\x43\n\x0e\x63lient_metrics\x18\n \x03(\x0b\x32+.fedmetamal.v1.RoundInfo.ClientMetricsEntry\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aR\n\x12\x43lientMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.fedmetamal.v1.ClientMetrics:\x02\x38\x01\"x\n\rClientMetrics\x12\x38\n\x06values\x18\x01 \x03(\x0b\x32(.fedmetamal.v1.ClientMetrics.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\";\n\x0fListRoundsReply\x12(\n\x06rounds\x18\x01 \x03(\x0b\x32\x18.fedmetamal.v1.RoundInfo\"\x19\n\x17ListParticipantsRequest\"\xd5\x01\n\x0bParticipant\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06online\x18\x04 \x01(\x08\x12\x10\n\x08\x61\x63tivity\x18\x05 \x01(\t\x12\x16\n\x0elast_seen_unix\x18\x06 \x01(\x01\x12\x15\n\renrolled_unix\x18\x07 \x01(\x01\x12\x10\n\x08platform\x18\x08 \x01(\t\x12.\n\x07summary\x18\t \x01(\x0b\x32\x1d.fedmetamal.v1.DatasetSummary\"I\n\x15ListParticipantsReply\x12\x30\n\x0cparticipants\x18\x01 \x03(\x0b\x32\x1a.fedmetamal.v1.Participant\"(\n\x0eParticipantRef\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\"K\n\x16\x43reateJoinTokenRequest\x12\r\n\x05ttl_s\x18\x01 \x01(\x01\x12\x14\n\x0c\x61uto_approve\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"A\n\tJoinToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_unix\x18\x02 \x01(\x01\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\"#\n\x11ListModelsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xec\x01\n\x0cModelVersion\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x14\n\x0c\x63reated_unix\x18\x04 \x01(\x01\x12\x12\n\nnum_params\x18\x05 \x01(\x04\x12\x16\n\x0e\x66\x65\x61ture_schema\x18\x06 \x01(\t\x12\x39\n\x07metrics\x18\x07 \x03(\x0b\x32(.fedmetamal.v1.ModelVersion.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\">\n\x0fListModelsReply\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.fedmetamal.v1.ModelVersion\"\x1c\n\x08ModelRef\x12\x10\n\x08model_id\x18\x01 \x01(\t\"6\n\x12\x45xportModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"W\n\nFileHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\"P\n\tFileChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.fedmetamal.v1.FileHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part2\xc5\t\n\x0e\x43ontrolService\x12O\n\rGetServerInfo\x12#.fedmetamal.v1.GetServerInfoRequest\x1a\x19.fedmetamal.v1.ServerInfo\x12@\n\tCreateRun\x12\x1f.fedmetamal.v1.CreateRunRequest\x1a\x12.fedmetamal.v1.Run\x12\x35\n\x08StartRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x35\n\x08PauseRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x36\n\tResumeRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x34\n\x07StopRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12\x33\n\x06GetRun\x12\x15.fedmetamal.v1.RunRef\x1a\x12.fedmetamal.v1.Run\x12H\n\x08ListRuns\x12\x1e.fedmetamal.v1.ListRunsRequest\x1a\x1c.fedmetamal.v1.ListRunsReply\x12\x42\n\x08WatchRun\x12\x1e.fedmetamal.v1.WatchRunRequest\x1a\x14.fedmetamal.v1.Event0\x01\x12\x43\n\nListRounds\x12\x15.fedmetamal.v1.RunRef\x1a\x1e.fedmetamal.v1.ListRoundsReply\x12`\n\x10ListParticipants\x12&.fedmetamal.v1.ListParticipantsRequest\x1a$.fedmetamal.v1.ListParticipantsReply\x12O\n\x12\x41pproveParticipant\x12\x1d.fedmetamal.v1.ParticipantRef\x1a\x1a.fedmetamal.v1.Participant\x12N\n\x11RevokeParticipant\x12\x1d.fedmetamal.v1.ParticipantRef\x1a\x1a.fedmetamal.v1.Participant\x12R\n\x0f\x43reateJoinToken\x12%.fedmetamal.v1.CreateJoinTokenRequest\x1a\x18.fedmetamal.v1.JoinToken\x12N\n\nListModels\x12 .fedmetamal.v1.ListModelsRequest\x1a\x1e.fedmetamal.v1.ListModelsReply\x12G\n\rDownloadModel\x12\x17.fedmetamal.v1.ModelRef\x1a\x1b.fedmetamal.v1.PayloadChunk0\x01\x12L\n\x0b\x45xportModel\x12!.fedmetamal.v1.ExportModelRequest\x1a\x18.fedmetamal.v1.FileChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUNDINFO_REJECTEDENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDINFO_METRICSENTRY']._loaded_options = None
   _globals['_ROUNDINFO_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_ROUNDINFO_CLIENTMETRICSENTRY']._loaded_options = None
+  _globals['_ROUNDINFO_CLIENTMETRICSENTRY']._serialized_options = b'8\001'
+  _globals['_CLIENTMETRICS_VALUESENTRY']._loaded_options = None
+  _globals['_CLIENTMETRICS_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_GETSERVERINFOREQUEST']._serialized_start=74
@@ -65,41 +69,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_METRICSENTRY']._serialized_start=1113
   _globals['_EVENT_METRICSENTRY']._serialized_end=1159
   _globals['_ROUNDINFO']._serialized_start=1162
-  _globals['_ROUNDINFO']._serialized_end=1515
-  _globals['_ROUNDINFO_REJECTEDENTRY']._serialized_start=1420
-  _globals['_ROUNDINFO_REJECTEDENTRY']._serialized_end=1467
+  _globals['_ROUNDINFO']._serialized_end=1668
+  _globals['_ROUNDINFO_REJECTEDENTRY']._serialized_start=1489
+  _globals['_ROUNDINFO_REJECTEDENTRY']._serialized_end=1536
   _globals['_ROUNDINFO_METRICSENTRY']._serialized_start=1113
   _globals['_ROUNDINFO_METRICSENTRY']._serialized_end=1159
-  _globals['_LISTROUNDSREPLY']._serialized_start=1517
-  _globals['_LISTROUNDSREPLY']._serialized_end=1576
-  _globals['_LISTPARTICIPANTSREQUEST']._serialized_start=1578
-  _globals['_LISTPARTICIPANTSREQUEST']._serialized_end=1603
-  _globals['_PARTICIPANT']._serialized_start=1606
-  _globals['_PARTICIPANT']._serialized_end=1819
-  _globals['_LISTPARTICIPANTSREPLY']._serialized_start=1821
-  _globals['_LISTPARTICIPANTSREPLY']._serialized_end=1894
-  _globals['_PARTICIPANTREF']._serialized_start=1896
-  _globals['_PARTICIPANTREF']._serialized_end=1936
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1938
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2013
-  _globals['_JOINTOKEN']._serialized_start=2015
-  _globals['_JOINTOKEN']._serialized_end=2080
-  _globals['_LISTMODELSREQUEST']._serialized_start=2082
-  _globals['_LISTMODELSREQUEST']._serialized_end=2117
-  _globals['_MODELVERSION']._serialized_start=2120
-  _globals['_MODELVERSION']._serialized_end=2356
+  _globals['_ROUNDINFO_CLIENTMETRICSENTRY']._serialized_start=1586
+  _globals['_ROUNDINFO_CLIENTMETRICSENTRY']._serialized_end=1668
+  _globals['_CLIENTMETRICS']._serialized_start=1670
+  _globals['_CLIENTMETRICS']._serialized_end=1790
+  _globals['_CLIENTMETRICS_VALUESENTRY']._serialized_start=1745
+  _globals['_CLIENTMETRICS_VALUESENTRY']._serialized_end=1790
+  _globals['_LISTROUNDSREPLY']._serialized_start=1792
+  _globals['_LISTROUNDSREPLY']._serialized_end=1851
+  _globals['_LISTPARTICIPANTSREQUEST']._serialized_start=1853
+  _globals['_LISTPARTICIPANTSREQUEST']._serialized_end=1878
+  _globals['_PARTICIPANT']._serialized_start=1881
+  _globals['_PARTICIPANT']._serialized_end=2094
+  _globals['_LISTPARTICIPANTSREPLY']._serialized_start=2096
+  _globals['_LISTPARTICIPANTSREPLY']._serialized_end=2169
+  _globals['_PARTICIPANTREF']._serialized_start=2171
+  _globals['_PARTICIPANTREF']._serialized_end=2211
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=2213
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2288
+  _globals['_JOINTOKEN']._serialized_start=2290
+  _globals['_JOINTOKEN']._serialized_end=2355
+  _globals['_LISTMODELSREQUEST']._serialized_start=2357
+  _globals['_LISTMODELSREQUEST']._serialized_end=2392
+  _globals['_MODELVERSION']._serialized_start=2395
+  _globals['_MODELVERSION']._serialized_end=2631
   _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1113
   _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1159
-  _globals['_LISTMODELSREPLY']._serialized_start=2358
-  _globals['_LISTMODELSREPLY']._serialized_end=2420
-  _globals['_MODELREF']._serialized_start=2422
-  _globals['_MODELREF']._serialized_end=2450
-  _globals['_EXPORTMODELREQUEST']._serialized_start=2452
-  _globals['_EXPORTMODELREQUEST']._serialized_end=2506
-  _globals['_FILEHEADER']._serialized_start=2508
-  _globals['_FILEHEADER']._serialized_end=2595
-  _globals['_FILECHUNK']._serialized_start=2597
-  _globals['_FILECHUNK']._serialized_end=2677
-  _globals['_CONTROLSERVICE']._serialized_start=2680
-  _globals['_CONTROLSERVICE']._serialized_end=3901
+  _globals['_LISTMODELSREPLY']._serialized_start=2633
+  _globals['_LISTMODELSREPLY']._serialized_end=2695
+  _globals['_MODELREF']._serialized_start=2697
+  _globals['_MODELREF']._serialized_end=2725
+  _globals['_EXPORTMODELREQUEST']._serialized_start=2727
+  _globals['_EXPORTMODELREQUEST']._serialized_end=2781
+  _globals['_FILEHEADER']._serialized_start=2783
+  _globals['_FILEHEADER']._serialized_end=2870
+  _globals['_FILECHUNK']._serialized_start=2872
+  _globals['_FILECHUNK']._serialized_end=2952
+  _globals['_CONTROLSERVICE']._serialized_start=2955
+  _globals['_CONTROLSERVICE']._serialized_end=4176
 # @@protoc_insertion_point(module_scope)

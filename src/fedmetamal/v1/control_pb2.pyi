@@ -138,7 +138,7 @@ class Event(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time_unix: _Optional[float] = ..., kind: _Optional[str] = ..., round: _Optional[int] = ..., participant_id: _Optional[str] = ..., state: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class RoundInfo(_message.Message):
-    __slots__ = ("round", "started_unix", "finished_unix", "sampled", "reported", "rejected", "metrics", "model_id", "attempts")
+    __slots__ = ("round", "started_unix", "finished_unix", "sampled", "reported", "rejected", "metrics", "model_id", "attempts", "client_metrics")
     class RejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,13 @@ class RoundInfo(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ClientMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ClientMetrics
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ClientMetrics, _Mapping]] = ...) -> None: ...
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STARTED_UNIX_FIELD_NUMBER: _ClassVar[int]
     FINISHED_UNIX_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +169,7 @@ class RoundInfo(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_METRICS_FIELD_NUMBER: _ClassVar[int]
     round: int
     started_unix: float
     finished_unix: float
@@ -171,7 +179,21 @@ class RoundInfo(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     model_id: str
     attempts: int
-    def __init__(self, round: _Optional[int] = ..., started_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., sampled: _Optional[_Iterable[str]] = ..., reported: _Optional[_Iterable[str]] = ..., rejected: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model_id: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    client_metrics: _containers.MessageMap[str, ClientMetrics]
+    def __init__(self, round: _Optional[int] = ..., started_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., sampled: _Optional[_Iterable[str]] = ..., reported: _Optional[_Iterable[str]] = ..., rejected: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model_id: _Optional[str] = ..., attempts: _Optional[int] = ..., client_metrics: _Optional[_Mapping[str, ClientMetrics]] = ...) -> None: ...
+
+class ClientMetrics(_message.Message):
+    __slots__ = ("values",)
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.ScalarMap[str, float]
+    def __init__(self, values: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListRoundsReply(_message.Message):
     __slots__ = ("rounds",)

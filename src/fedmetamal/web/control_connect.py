@@ -26,6 +26,7 @@ from fedmetamal.net.control_service import (
     event_message,
     model_message,
     participant_message,
+    round_message,
     run_message,
 )
 from fedmetamal.net.payload import encode, file_chunks
@@ -177,22 +178,7 @@ class ConnectControl:
     ) -> control_pb2.ListRoundsReply:
         self.core.store.get_run(request.run_id)
         rows = self.core.store.list_rounds(request.run_id)
-        return control_pb2.ListRoundsReply(
-            rounds=[
-                control_pb2.RoundInfo(
-                    round=r.round,
-                    started_unix=r.started_at,
-                    finished_unix=r.finished_at,
-                    sampled=r.sampled,
-                    reported=r.reported,
-                    rejected=r.rejected,
-                    metrics=r.metrics,
-                    model_id=r.model_id or "",
-                    attempts=r.attempts,
-                )
-                for r in rows
-            ]
-        )
+        return control_pb2.ListRoundsReply(rounds=[round_message(r) for r in rows])
 
     async def watch_run(
         self, request: control_pb2.WatchRunRequest, ctx: RequestContext

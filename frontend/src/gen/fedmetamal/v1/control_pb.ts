@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fedmetamal/v1/control.proto.
  */
 export const file_fedmetamal_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("ChtmZWRtZXRhbWFsL3YxL2NvbnRyb2wucHJvdG8SDWZlZG1ldGFtYWwudjEiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QisQEKClNlcnZlckluZm8SDwoHdmVyc2lvbhgBIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAIgASgNEg8KB2FkZHJlc3MYAyABKAkSCwoDdGxzGAQgASgIEhsKE3BhcnRpY2lwYW50c19vbmxpbmUYBSABKA0SEwoLcnVuc19hY3RpdmUYBiABKA0SEAoIZGF0YWJhc2UYByABKAkSFgoObGFzdF9ldmVudF9zZXEYCCABKAQifQoQQ3JlYXRlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2NvbmZpZ19qc29uGAIgASgJEhcKD3BhcnRpY2lwYW50X2lkcxgDIAMoCRINCgVzdGFydBgEIAEoCBIeChZzaW11bGF0ZWRfcGFydGljaXBhbnRzGAUgASgNIhgKBlJ1blJlZhIOCgZydW5faWQYASABKAki2QIKA1J1bhIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzdGF0ZRgDIAEoCRINCgVyb3VuZBgEIAEoDRIOCgZyb3VuZHMYBSABKA0SEwoLY29uZmlnX2pzb24YBiABKAkSFwoPcGFydGljaXBhbnRfaWRzGAcgAygJEhQKDGNyZWF0ZWRfdW5peBgIIAEoARIUCgx1cGRhdGVkX3VuaXgYCSABKAESDQoFZXJyb3IYCiABKAkSPQoObGF0ZXN0X21ldHJpY3MYCyADKAsyJS5mZWRtZXRhbWFsLnYxLlJ1bi5MYXRlc3RNZXRyaWNzRW50cnkSGgoSaGV0ZXJvZ2VuZWl0eV9qc29uGAwgASgJEgwKBG1vZGUYDSABKAkaNAoSTGF0ZXN0TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiEQoPTGlzdFJ1bnNSZXF1ZXN0IjEKDUxpc3RSdW5zUmVwbHkSIAoEcnVucxgBIAMoCzISLmZlZG1ldGFtYWwudjEuUnVuIjQKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEIv8BCgVFdmVudBILCgNzZXEYASABKAQSDgoGcnVuX2lkGAIgASgJEhEKCXRpbWVfdW5peBgDIAEoARIMCgRraW5kGAQgASgJEg0KBXJvdW5kGAUgASgNEhYKDnBhcnRpY2lwYW50X2lkGAYgASgJEg0KBXN0YXRlGAcgASgJEg0KBWxldmVsGAggASgJEg8KB21lc3NhZ2UYCSABKAkSMgoHbWV0cmljcxgKIAMoCzIhLmZlZG1ldGFtYWwudjEuRXZlbnQuTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIuECCglSb3VuZEluZm8SDQoFcm91bmQYASABKA0SFAoMc3RhcnRlZF91bml4GAIgASgBEhUKDWZpbmlzaGVkX3VuaXgYAyABKAESDwoHc2FtcGxlZBgEIAMoCRIQCghyZXBvcnRlZBgFIAMoCRI4CghyZWplY3RlZBgGIAMoCzImLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLlJlamVjdGVkRW50cnkSNgoHbWV0cmljcxgHIAMoCzIlLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLk1ldHJpY3NFbnRyeRIQCghtb2RlbF9pZBgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRovCg1SZWplY3RlZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiOwoPTGlzdFJvdW5kc1JlcGx5EigKBnJvdW5kcxgBIAMoCzIYLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvIhkKF0xpc3RQYXJ0aWNpcGFudHNSZXF1ZXN0ItUBCgtQYXJ0aWNpcGFudBIWCg5wYXJ0aWNpcGFudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBXN0YXRlGAMgASgJEg4KBm9ubGluZRgEIAEoCBIQCghhY3Rpdml0eRgFIAEoCRIWCg5sYXN0X3NlZW5fdW5peBgGIAEoARIVCg1lbnJvbGxlZF91bml4GAcgASgBEhAKCHBsYXRmb3JtGAggASgJEi4KB3N1bW1hcnkYCSABKAsyHS5mZWRtZXRhbWFsLnYxLkRhdGFzZXRTdW1tYXJ5IkkKFUxpc3RQYXJ0aWNpcGFudHNSZXBseRIwCgxwYXJ0aWNpcGFudHMYASADKAsyGi5mZWRtZXRhbWFsLnYxLlBhcnRpY2lwYW50IigKDlBhcnRpY2lwYW50UmVmEhYKDnBhcnRpY2lwYW50X2lkGAEgASgJIksKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSDQoFdHRsX3MYASABKAESFAoMYXV0b19hcHByb3ZlGAIgASgIEgwKBG5vdGUYAyABKAkiQQoJSm9pblRva2VuEg0KBXRva2VuGAEgASgJEhQKDGV4cGlyZXNfdW5peBgCIAEoARIPCgdjb21tYW5kGAMgASgJIiMKEUxpc3RNb2RlbHNSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSLsAQoMTW9kZWxWZXJzaW9uEhAKCG1vZGVsX2lkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRINCgVyb3VuZBgDIAEoDRIUCgxjcmVhdGVkX3VuaXgYBCABKAESEgoKbnVtX3BhcmFtcxgFIAEoBBIWCg5mZWF0dXJlX3NjaGVtYRgGIAEoCRI5CgdtZXRyaWNzGAcgAygLMiguZmVkbWV0YW1hbC52MS5Nb2RlbFZlcnNpb24uTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIj4KD0xpc3RNb2RlbHNSZXBseRIrCgZtb2RlbHMYASADKAsyGy5mZWRtZXRhbWFsLnYxLk1vZGVsVmVyc2lvbiIcCghNb2RlbFJlZhIQCghtb2RlbF9pZBgBIAEoCSI2ChJFeHBvcnRNb2RlbFJlcXVlc3QSEAoIbW9kZWxfaWQYASABKAkSDgoGZm9ybWF0GAIgASgJIlcKCkZpbGVIZWFkZXISEAoIZmlsZW5hbWUYASABKAkSEgoKbWVkaWFfdHlwZRgCIAEoCRITCgt0b3RhbF9ieXRlcxgDIAEoBBIOCgZzaGEyNTYYBCABKAwiUAoJRmlsZUNodW5rEisKBmhlYWRlchgBIAEoCzIZLmZlZG1ldGFtYWwudjEuRmlsZUhlYWRlckgAEg4KBGRhdGEYAiABKAxIAEIGCgRwYXJ0MsUJCg5Db250cm9sU2VydmljZRJPCg1HZXRTZXJ2ZXJJbmZvEiMuZmVkbWV0YW1hbC52MS5HZXRTZXJ2ZXJJbmZvUmVxdWVzdBoZLmZlZG1ldGFtYWwudjEuU2VydmVySW5mbxJACglDcmVhdGVSdW4SHy5mZWRtZXRhbWFsLnYxLkNyZWF0ZVJ1blJlcXVlc3QaEi5mZWRtZXRhbWFsLnYxLlJ1bhI1CghTdGFydFJ1bhIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGhIuZmVkbWV0YW1hbC52MS5SdW4SNQoIUGF1c2VSdW4SFS5mZWRtZXRhbWFsLnYxLlJ1blJlZhoSLmZlZG1ldGFtYWwudjEuUnVuEjYKCVJlc3VtZVJ1bhIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGhIuZmVkbWV0YW1hbC52MS5SdW4SNAoHU3RvcFJ1bhIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGhIuZmVkbWV0YW1hbC52MS5SdW4SMwoGR2V0UnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhJICghMaXN0UnVucxIeLmZlZG1ldGFtYWwudjEuTGlzdFJ1bnNSZXF1ZXN0GhwuZmVkbWV0YW1hbC52MS5MaXN0UnVuc1JlcGx5EkIKCFdhdGNoUnVuEh4uZmVkbWV0YW1hbC52MS5XYXRjaFJ1blJlcXVlc3QaFC5mZWRtZXRhbWFsLnYxLkV2ZW50MAESQwoKTGlzdFJvdW5kcxIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGh4uZmVkbWV0YW1hbC52MS5MaXN0Um91bmRzUmVwbHkSYAoQTGlzdFBhcnRpY2lwYW50cxImLmZlZG1ldGFtYWwudjEuTGlzdFBhcnRpY2lwYW50c1JlcXVlc3QaJC5mZWRtZXRhbWFsLnYxLkxpc3RQYXJ0aWNpcGFudHNSZXBseRJPChJBcHByb3ZlUGFydGljaXBhbnQSHS5mZWRtZXRhbWFsLnYxLlBhcnRpY2lwYW50UmVmGhouZmVkbWV0YW1hbC52MS5QYXJ0aWNpcGFudBJOChFSZXZva2VQYXJ0aWNpcGFudBIdLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnRSZWYaGi5mZWRtZXRhbWFsLnYxLlBhcnRpY2lwYW50ElIKD0NyZWF0ZUpvaW5Ub2tlbhIlLmZlZG1ldGFtYWwudjEuQ3JlYXRlSm9pblRva2VuUmVxdWVzdBoYLmZlZG1ldGFtYWwudjEuSm9pblRva2VuEk4KCkxpc3RNb2RlbHMSIC5mZWRtZXRhbWFsLnYxLkxpc3RNb2RlbHNSZXF1ZXN0Gh4uZmVkbWV0YW1hbC52MS5MaXN0TW9kZWxzUmVwbHkSRwoNRG93bmxvYWRNb2RlbBIXLmZlZG1ldGFtYWwudjEuTW9kZWxSZWYaGy5mZWRtZXRhbWFsLnYxLlBheWxvYWRDaHVuazABEkwKC0V4cG9ydE1vZGVsEiEuZmVkbWV0YW1hbC52MS5FeHBvcnRNb2RlbFJlcXVlc3QaGC5mZWRtZXRhbWFsLnYxLkZpbGVDaHVuazABYgZwcm90bzM", [file_fedmetamal_v1_common]);
+  fileDesc("ChtmZWRtZXRhbWFsL3YxL2NvbnRyb2wucHJvdG8SDWZlZG1ldGFtYWwudjEiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QisQEKClNlcnZlckluZm8SDwoHdmVyc2lvbhgBIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAIgASgNEg8KB2FkZHJlc3MYAyABKAkSCwoDdGxzGAQgASgIEhsKE3BhcnRpY2lwYW50c19vbmxpbmUYBSABKA0SEwoLcnVuc19hY3RpdmUYBiABKA0SEAoIZGF0YWJhc2UYByABKAkSFgoObGFzdF9ldmVudF9zZXEYCCABKAQifQoQQ3JlYXRlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2NvbmZpZ19qc29uGAIgASgJEhcKD3BhcnRpY2lwYW50X2lkcxgDIAMoCRINCgVzdGFydBgEIAEoCBIeChZzaW11bGF0ZWRfcGFydGljaXBhbnRzGAUgASgNIhgKBlJ1blJlZhIOCgZydW5faWQYASABKAki2QIKA1J1bhIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzdGF0ZRgDIAEoCRINCgVyb3VuZBgEIAEoDRIOCgZyb3VuZHMYBSABKA0SEwoLY29uZmlnX2pzb24YBiABKAkSFwoPcGFydGljaXBhbnRfaWRzGAcgAygJEhQKDGNyZWF0ZWRfdW5peBgIIAEoARIUCgx1cGRhdGVkX3VuaXgYCSABKAESDQoFZXJyb3IYCiABKAkSPQoObGF0ZXN0X21ldHJpY3MYCyADKAsyJS5mZWRtZXRhbWFsLnYxLlJ1bi5MYXRlc3RNZXRyaWNzRW50cnkSGgoSaGV0ZXJvZ2VuZWl0eV9qc29uGAwgASgJEgwKBG1vZGUYDSABKAkaNAoSTGF0ZXN0TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiEQoPTGlzdFJ1bnNSZXF1ZXN0IjEKDUxpc3RSdW5zUmVwbHkSIAoEcnVucxgBIAMoCzISLmZlZG1ldGFtYWwudjEuUnVuIjQKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEIv8BCgVFdmVudBILCgNzZXEYASABKAQSDgoGcnVuX2lkGAIgASgJEhEKCXRpbWVfdW5peBgDIAEoARIMCgRraW5kGAQgASgJEg0KBXJvdW5kGAUgASgNEhYKDnBhcnRpY2lwYW50X2lkGAYgASgJEg0KBXN0YXRlGAcgASgJEg0KBWxldmVsGAggASgJEg8KB21lc3NhZ2UYCSABKAkSMgoHbWV0cmljcxgKIAMoCzIhLmZlZG1ldGFtYWwudjEuRXZlbnQuTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIvoDCglSb3VuZEluZm8SDQoFcm91bmQYASABKA0SFAoMc3RhcnRlZF91bml4GAIgASgBEhUKDWZpbmlzaGVkX3VuaXgYAyABKAESDwoHc2FtcGxlZBgEIAMoCRIQCghyZXBvcnRlZBgFIAMoCRI4CghyZWplY3RlZBgGIAMoCzImLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLlJlamVjdGVkRW50cnkSNgoHbWV0cmljcxgHIAMoCzIlLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLk1ldHJpY3NFbnRyeRIQCghtb2RlbF9pZBgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRJDCg5jbGllbnRfbWV0cmljcxgKIAMoCzIrLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLkNsaWVudE1ldHJpY3NFbnRyeRovCg1SZWplY3RlZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaUgoSQ2xpZW50TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRIrCgV2YWx1ZRgCIAEoCzIcLmZlZG1ldGFtYWwudjEuQ2xpZW50TWV0cmljczoCOAEieAoNQ2xpZW50TWV0cmljcxI4CgZ2YWx1ZXMYASADKAsyKC5mZWRtZXRhbWFsLnYxLkNsaWVudE1ldHJpY3MuVmFsdWVzRW50cnkaLQoLVmFsdWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASI7Cg9MaXN0Um91bmRzUmVwbHkSKAoGcm91bmRzGAEgAygLMhguZmVkbWV0YW1hbC52MS5Sb3VuZEluZm8iGQoXTGlzdFBhcnRpY2lwYW50c1JlcXVlc3Qi1QEKC1BhcnRpY2lwYW50EhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFc3RhdGUYAyABKAkSDgoGb25saW5lGAQgASgIEhAKCGFjdGl2aXR5GAUgASgJEhYKDmxhc3Rfc2Vlbl91bml4GAYgASgBEhUKDWVucm9sbGVkX3VuaXgYByABKAESEAoIcGxhdGZvcm0YCCABKAkSLgoHc3VtbWFyeRgJIAEoCzIdLmZlZG1ldGFtYWwudjEuRGF0YXNldFN1bW1hcnkiSQoVTGlzdFBhcnRpY2lwYW50c1JlcGx5EjAKDHBhcnRpY2lwYW50cxgBIAMoCzIaLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnQiKAoOUGFydGljaXBhbnRSZWYSFgoOcGFydGljaXBhbnRfaWQYASABKAkiSwoWQ3JlYXRlSm9pblRva2VuUmVxdWVzdBINCgV0dGxfcxgBIAEoARIUCgxhdXRvX2FwcHJvdmUYAiABKAgSDAoEbm90ZRgDIAEoCSJBCglKb2luVG9rZW4SDQoFdG9rZW4YASABKAkSFAoMZXhwaXJlc191bml4GAIgASgBEg8KB2NvbW1hbmQYAyABKAkiIwoRTGlzdE1vZGVsc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIuwBCgxNb2RlbFZlcnNpb24SEAoIbW9kZWxfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEg0KBXJvdW5kGAMgASgNEhQKDGNyZWF0ZWRfdW5peBgEIAEoARISCgpudW1fcGFyYW1zGAUgASgEEhYKDmZlYXR1cmVfc2NoZW1hGAYgASgJEjkKB21ldHJpY3MYByADKAsyKC5mZWRtZXRhbWFsLnYxLk1vZGVsVmVyc2lvbi5NZXRyaWNzRW50cnkaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiPgoPTGlzdE1vZGVsc1JlcGx5EisKBm1vZGVscxgBIAMoCzIbLmZlZG1ldGFtYWwudjEuTW9kZWxWZXJzaW9uIhwKCE1vZGVsUmVmEhAKCG1vZGVsX2lkGAEgASgJIjYKEkV4cG9ydE1vZGVsUmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRIOCgZmb3JtYXQYAiABKAkiVwoKRmlsZUhlYWRlchIQCghmaWxlbmFtZRgBIAEoCRISCgptZWRpYV90eXBlGAIgASgJEhMKC3RvdGFsX2J5dGVzGAMgASgEEg4KBnNoYTI1NhgEIAEoDCJQCglGaWxlQ2h1bmsSKwoGaGVhZGVyGAEgASgLMhkuZmVkbWV0YW1hbC52MS5GaWxlSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgYKBHBhcnQyxQkKDkNvbnRyb2xTZXJ2aWNlEk8KDUdldFNlcnZlckluZm8SIy5mZWRtZXRhbWFsLnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GhkuZmVkbWV0YW1hbC52MS5TZXJ2ZXJJbmZvEkAKCUNyZWF0ZVJ1bhIfLmZlZG1ldGFtYWwudjEuQ3JlYXRlUnVuUmVxdWVzdBoSLmZlZG1ldGFtYWwudjEuUnVuEjUKCFN0YXJ0UnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhI1CghQYXVzZVJ1bhIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGhIuZmVkbWV0YW1hbC52MS5SdW4SNgoJUmVzdW1lUnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhI0CgdTdG9wUnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhIzCgZHZXRSdW4SFS5mZWRtZXRhbWFsLnYxLlJ1blJlZhoSLmZlZG1ldGFtYWwudjEuUnVuEkgKCExpc3RSdW5zEh4uZmVkbWV0YW1hbC52MS5MaXN0UnVuc1JlcXVlc3QaHC5mZWRtZXRhbWFsLnYxLkxpc3RSdW5zUmVwbHkSQgoIV2F0Y2hSdW4SHi5mZWRtZXRhbWFsLnYxLldhdGNoUnVuUmVxdWVzdBoULmZlZG1ldGFtYWwudjEuRXZlbnQwARJDCgpMaXN0Um91bmRzEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaHi5mZWRtZXRhbWFsLnYxLkxpc3RSb3VuZHNSZXBseRJgChBMaXN0UGFydGljaXBhbnRzEiYuZmVkbWV0YW1hbC52MS5MaXN0UGFydGljaXBhbnRzUmVxdWVzdBokLmZlZG1ldGFtYWwudjEuTGlzdFBhcnRpY2lwYW50c1JlcGx5Ek8KEkFwcHJvdmVQYXJ0aWNpcGFudBIdLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnRSZWYaGi5mZWRtZXRhbWFsLnYxLlBhcnRpY2lwYW50Ek4KEVJldm9rZVBhcnRpY2lwYW50Eh0uZmVkbWV0YW1hbC52MS5QYXJ0aWNpcGFudFJlZhoaLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnQSUgoPQ3JlYXRlSm9pblRva2VuEiUuZmVkbWV0YW1hbC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0GhguZmVkbWV0YW1hbC52MS5Kb2luVG9rZW4STgoKTGlzdE1vZGVscxIgLmZlZG1ldGFtYWwudjEuTGlzdE1vZGVsc1JlcXVlc3QaHi5mZWRtZXRhbWFsLnYxLkxpc3RNb2RlbHNSZXBseRJHCg1Eb3dubG9hZE1vZGVsEhcuZmVkbWV0YW1hbC52MS5Nb2RlbFJlZhobLmZlZG1ldGFtYWwudjEuUGF5bG9hZENodW5rMAESTAoLRXhwb3J0TW9kZWwSIS5mZWRtZXRhbWFsLnYxLkV4cG9ydE1vZGVsUmVxdWVzdBoYLmZlZG1ldGFtYWwudjEuRmlsZUNodW5rMAFiBnByb3RvMw", [file_fedmetamal_v1_common]);
 
 /**
  * @generated from message fedmetamal.v1.GetServerInfoRequest
@@ -414,6 +414,14 @@ export type RoundInfo = Message<"fedmetamal.v1.RoundInfo"> & {
    * @generated from field: uint32 attempts = 9;
    */
   attempts: number;
+
+  /**
+   * Each reporting participant's own metrics this round (train_loss, compute_seconds, and
+   * test_* on its local test split when the round was evaluated).
+   *
+   * @generated from field: map<string, fedmetamal.v1.ClientMetrics> client_metrics = 10;
+   */
+  clientMetrics: { [key: string]: ClientMetrics };
 };
 
 /**
@@ -422,6 +430,23 @@ export type RoundInfo = Message<"fedmetamal.v1.RoundInfo"> & {
  */
 export const RoundInfoSchema: GenMessage<RoundInfo> = /*@__PURE__*/
   messageDesc(file_fedmetamal_v1_control, 9);
+
+/**
+ * @generated from message fedmetamal.v1.ClientMetrics
+ */
+export type ClientMetrics = Message<"fedmetamal.v1.ClientMetrics"> & {
+  /**
+   * @generated from field: map<string, double> values = 1;
+   */
+  values: { [key: string]: number };
+};
+
+/**
+ * Describes the message fedmetamal.v1.ClientMetrics.
+ * Use `create(ClientMetricsSchema)` to create a new message.
+ */
+export const ClientMetricsSchema: GenMessage<ClientMetrics> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_control, 10);
 
 /**
  * @generated from message fedmetamal.v1.ListRoundsReply
@@ -438,7 +463,7 @@ export type ListRoundsReply = Message<"fedmetamal.v1.ListRoundsReply"> & {
  * Use `create(ListRoundsReplySchema)` to create a new message.
  */
 export const ListRoundsReplySchema: GenMessage<ListRoundsReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 10);
+  messageDesc(file_fedmetamal_v1_control, 11);
 
 /**
  * @generated from message fedmetamal.v1.ListParticipantsRequest
@@ -451,7 +476,7 @@ export type ListParticipantsRequest = Message<"fedmetamal.v1.ListParticipantsReq
  * Use `create(ListParticipantsRequestSchema)` to create a new message.
  */
 export const ListParticipantsRequestSchema: GenMessage<ListParticipantsRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 11);
+  messageDesc(file_fedmetamal_v1_control, 12);
 
 /**
  * @generated from message fedmetamal.v1.Participant
@@ -514,7 +539,7 @@ export type Participant = Message<"fedmetamal.v1.Participant"> & {
  * Use `create(ParticipantSchema)` to create a new message.
  */
 export const ParticipantSchema: GenMessage<Participant> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 12);
+  messageDesc(file_fedmetamal_v1_control, 13);
 
 /**
  * @generated from message fedmetamal.v1.ListParticipantsReply
@@ -531,7 +556,7 @@ export type ListParticipantsReply = Message<"fedmetamal.v1.ListParticipantsReply
  * Use `create(ListParticipantsReplySchema)` to create a new message.
  */
 export const ListParticipantsReplySchema: GenMessage<ListParticipantsReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 13);
+  messageDesc(file_fedmetamal_v1_control, 14);
 
 /**
  * @generated from message fedmetamal.v1.ParticipantRef
@@ -548,7 +573,7 @@ export type ParticipantRef = Message<"fedmetamal.v1.ParticipantRef"> & {
  * Use `create(ParticipantRefSchema)` to create a new message.
  */
 export const ParticipantRefSchema: GenMessage<ParticipantRef> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 14);
+  messageDesc(file_fedmetamal_v1_control, 15);
 
 /**
  * @generated from message fedmetamal.v1.CreateJoinTokenRequest
@@ -579,7 +604,7 @@ export type CreateJoinTokenRequest = Message<"fedmetamal.v1.CreateJoinTokenReque
  * Use `create(CreateJoinTokenRequestSchema)` to create a new message.
  */
 export const CreateJoinTokenRequestSchema: GenMessage<CreateJoinTokenRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 15);
+  messageDesc(file_fedmetamal_v1_control, 16);
 
 /**
  * @generated from message fedmetamal.v1.JoinToken
@@ -608,7 +633,7 @@ export type JoinToken = Message<"fedmetamal.v1.JoinToken"> & {
  * Use `create(JoinTokenSchema)` to create a new message.
  */
 export const JoinTokenSchema: GenMessage<JoinToken> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 16);
+  messageDesc(file_fedmetamal_v1_control, 17);
 
 /**
  * @generated from message fedmetamal.v1.ListModelsRequest
@@ -627,7 +652,7 @@ export type ListModelsRequest = Message<"fedmetamal.v1.ListModelsRequest"> & {
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 17);
+  messageDesc(file_fedmetamal_v1_control, 18);
 
 /**
  * @generated from message fedmetamal.v1.ModelVersion
@@ -674,7 +699,7 @@ export type ModelVersion = Message<"fedmetamal.v1.ModelVersion"> & {
  * Use `create(ModelVersionSchema)` to create a new message.
  */
 export const ModelVersionSchema: GenMessage<ModelVersion> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 18);
+  messageDesc(file_fedmetamal_v1_control, 19);
 
 /**
  * @generated from message fedmetamal.v1.ListModelsReply
@@ -691,7 +716,7 @@ export type ListModelsReply = Message<"fedmetamal.v1.ListModelsReply"> & {
  * Use `create(ListModelsReplySchema)` to create a new message.
  */
 export const ListModelsReplySchema: GenMessage<ListModelsReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 19);
+  messageDesc(file_fedmetamal_v1_control, 20);
 
 /**
  * @generated from message fedmetamal.v1.ModelRef
@@ -708,7 +733,7 @@ export type ModelRef = Message<"fedmetamal.v1.ModelRef"> & {
  * Use `create(ModelRefSchema)` to create a new message.
  */
 export const ModelRefSchema: GenMessage<ModelRef> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 20);
+  messageDesc(file_fedmetamal_v1_control, 21);
 
 /**
  * @generated from message fedmetamal.v1.ExportModelRequest
@@ -732,7 +757,7 @@ export type ExportModelRequest = Message<"fedmetamal.v1.ExportModelRequest"> & {
  * Use `create(ExportModelRequestSchema)` to create a new message.
  */
 export const ExportModelRequestSchema: GenMessage<ExportModelRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 21);
+  messageDesc(file_fedmetamal_v1_control, 22);
 
 /**
  * @generated from message fedmetamal.v1.FileHeader
@@ -764,7 +789,7 @@ export type FileHeader = Message<"fedmetamal.v1.FileHeader"> & {
  * Use `create(FileHeaderSchema)` to create a new message.
  */
 export const FileHeaderSchema: GenMessage<FileHeader> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 22);
+  messageDesc(file_fedmetamal_v1_control, 23);
 
 /**
  * @generated from message fedmetamal.v1.FileChunk
@@ -793,7 +818,7 @@ export type FileChunk = Message<"fedmetamal.v1.FileChunk"> & {
  * Use `create(FileChunkSchema)` to create a new message.
  */
 export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 23);
+  messageDesc(file_fedmetamal_v1_control, 24);
 
 /**
  * @generated from service fedmetamal.v1.ControlService
