@@ -90,6 +90,8 @@ CASES = {
         "privacy.adaptive_clip": True,
         "privacy.clip_count_stddev": 0.5,
     },
+    # > 1 MiB of parameters: tasks' tensors come by DownloadTask, not inside the PullTask reply
+    "large-model-download": {"model.hidden": [4200], "training.rounds": 2},
     "sampling": {"partition.clients": 4, "training.client_fraction": 0.5, "training.rounds": 4},
 }
 

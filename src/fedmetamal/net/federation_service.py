@@ -46,6 +46,8 @@ _SERVICE = "/fedmetamal.v1.FederationService/"
 MAX_PULL_WAIT_S = 30.0
 MAX_FEATURES = 1_000_000
 MAX_NAME_CHARS = 100
+#: Task payloads up to this size travel inside the PullTask reply (one call less per round).
+INLINE_PAYLOAD_BYTES = 1 << 20
 #: Encoded task payloads kept (a round's training and evaluation tensors, a few rounds back).
 _CACHED_PAYLOADS = 4
 _FLOAT32_MAX = float(np.finfo(np.float32).max) ** 0.5
@@ -180,7 +182,11 @@ class FederationService(federation_pb2_grpc.FederationServiceServicer):
         )
         if spec.secagg is not None:
             task.secagg.CopyFrom(spec.secagg)
-        return federation_pb2.PullTaskReply(has_task=True, task=task, state=state)
+        reply = federation_pb2.PullTaskReply(has_task=True, task=task, state=state)
+        chunks = await self._encoded(spec.tensors)
+        if chunks and chunks[0].header.total_bytes <= INLINE_PAYLOAD_BYTES:
+            reply.payload.extend(chunks)  # small: no DownloadTask call needed
+        return reply
 
     async def DownloadTask(self, request, context):
         pid = await self._auth(context, "DownloadTask", request)

@@ -37,13 +37,14 @@ from fedmetamal.net.participant_secagg import ParticipantSecAgg, SecAggSessionLo
 from fedmetamal.net.payload import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     data_chunks,
+    decode_stream,
     decode_stream_async,
     grpc_options,
     payload_header,
 )
 from fedmetamal.net.tls import channel_credentials, is_loopback, read_pem
 from fedmetamal.privacy.secagg import ProtocolError, SecAggAborted
-from fedmetamal.v1 import federation_pb2, federation_pb2_grpc
+from fedmetamal.v1 import common_pb2, federation_pb2, federation_pb2_grpc
 
 _SERVICE = "/fedmetamal.v1.FederationService/"
 #: Errors after which the participant reconnects (the server restarts, the network drops).
@@ -217,7 +218,7 @@ class Participant:
                         with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(stop.wait(), reply.retry_after_s)
                     continue
-                await self._do_task(stub, reply.task)
+                await self._do_task(stub, reply.task, list(reply.payload))
                 self.tasks_done += 1
                 if self.opts.max_tasks is not None and self.tasks_done >= self.opts.max_tasks:
                     return True
@@ -240,7 +241,10 @@ class Participant:
             await asyncio.sleep(self.heartbeat_interval)
 
     async def _do_task(
-        self, stub: federation_pb2_grpc.FederationServiceStub, task: federation_pb2.Task
+        self,
+        stub: federation_pb2_grpc.FederationServiceStub,
+        task: federation_pb2.Task,
+        inline: list[common_pb2.PayloadChunk] | None = None,
     ) -> None:
         K = federation_pb2.Task
         kind = {
@@ -251,10 +255,13 @@ class Participant:
             K.SECAGG_UNMASK: "securing",
         }.get(task.kind, "training")
         self.activity = (kind, task.task_id, 0.0)
-        req = federation_pb2.DownloadTaskRequest(task_id=task.task_id)
-        stream = stub.DownloadTask(req, metadata=self._md("DownloadTask", req), timeout=600)
         try:
-            tensors = await decode_stream_async(stream, DEFAULT_MAX_PAYLOAD_BYTES)
+            if inline:  # small tensors came with the task
+                tensors = decode_stream(inline, DEFAULT_MAX_PAYLOAD_BYTES)
+            else:
+                req = federation_pb2.DownloadTaskRequest(task_id=task.task_id)
+                stream = stub.DownloadTask(req, metadata=self._md("DownloadTask", req), timeout=600)
+                tensors = await decode_stream_async(stream, DEFAULT_MAX_PAYLOAD_BYTES)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:  # withdrawn meanwhile: pull the next
                 self.log(f"round {task.round + 1}: task withdrawn ({err.details()})")

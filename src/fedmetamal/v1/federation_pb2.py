@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedmetamal.v1 import common_pb2 as fedmetamal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64metamal/v1/federation.proto\x12\rfedmetamal.v1\x1a\x1a\x66\x65\x64metamal/v1/common.proto\"l\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12\x10\n\x08platform\x18\x05 \x01(\t\"l\n\x0b\x45nrollReply\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\"G\n\x10HeartbeatRequest\x12\x10\n\x08\x61\x63tivity\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08progress\x18\x03 \x01(\x01\"H\n\x0eHeartbeatReply\x12\x12\n\ninterval_s\x18\x01 \x01(\x01\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bserver_time\x18\x03 \x01(\x01\"7\n\x12ReportSummaryReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"!\n\x0fPullTaskRequest\x12\x0e\n\x06wait_s\x18\x01 \x01(\x01\"\x83\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.fedmetamal.v1.Task.Kind\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\x0c\n\x04slot\x18\x06 \x01(\r\x12\x0f\n\x07n_slots\x18\x07 \x01(\r\x12\x15\n\rdeadline_unix\x18\x08 \x01(\x01\x12\n\n\x02lr\x18\t \x01(\x01\x12,\n\x06secagg\x18\n \x01(\x0b\x32\x1c.fedmetamal.v1.SecAggMessage\"\x9d\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05TRAIN\x10\x01\x12\x0c\n\x08\x45VALUATE\x10\x02\x12\x14\n\x10SECAGG_ADVERTISE\x10\x03\x12\x15\n\x11SECAGG_SHARE_KEYS\x10\x04\x12\x17\n\x13SECAGG_MASKED_TRAIN\x10\x05\x12\x11\n\rSECAGG_UNMASK\x10\x06\x12\r\n\tSUMMARISE\x10\x07\"j\n\rPullTaskReply\x12\x10\n\x08has_task\x18\x01 \x01(\x08\x12!\n\x04task\x18\x02 \x01(\x0b\x32\x13.fedmetamal.v1.Task\x12\x15\n\rretry_after_s\x18\x03 \x01(\x01\x12\r\n\x05state\x18\x04 \x01(\t\"&\n\x13\x44ownloadTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xcd\x02\n\x0cUploadHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x04\x12\r\n\x05steps\x18\x05 \x01(\x04\x12\x12\n\ntrain_loss\x18\x06 \x01(\x01\x12\x39\n\x07metrics\x18\x07 \x03(\x0b\x32(.fedmetamal.v1.UploadHeader.MetricsEntry\x12-\n\x07payload\x18\x08 \x01(\x0b\x32\x1c.fedmetamal.v1.PayloadHeader\x12,\n\x06secagg\x18\t \x01(\x0b\x32\x1c.fedmetamal.v1.SecAggMessage\x12\r\n\x05\x65rror\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"T\n\x0bUploadChunk\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedmetamal.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"/\n\x0bUploadReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"|\n\x0cSecAggParams\x12\x11\n\tthreshold\x18\x01 \x01(\r\x12\x12\n\nvector_len\x18\x02 \x01(\r\x12\x12\n\nneighbours\x18\x03 \x01(\r\x12\x0c\n\x04\x62its\x18\x04 \x01(\r\x12\r\n\x05range\x18\x05 \x01(\x01\x12\x14\n\x0cweight_bound\x18\x06 \x01(\x01\";\n\nSecAggKeys\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\x0c\n\x04\x63_pk\x18\x02 \x01(\x0c\x12\x0c\n\x04s_pk\x18\x03 \x01(\x0c\"s\n\x0fSecAggBroadcast\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.fedmetamal.v1.SecAggKeys\x12\x0f\n\x07members\x18\x02 \x03(\r\x12\x12\n\nneighbours\x18\x03 \x01(\r\x12\x12\n\ngraph_seed\x18\x04 \x01(\x0c\"S\n\x0bSecAggShare\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x11\n\trecipient\x18\x02 \x01(\r\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\":\n\x0cSecAggShares\x12*\n\x06shares\x18\x01 \x03(\x0b\x32\x1a.fedmetamal.v1.SecAggShare\"9\n\x13SecAggUnmaskRequest\x12\x11\n\tsurvivors\x18\x01 \x03(\r\x12\x0f\n\x07\x64ropped\x18\x02 \x03(\r\"6\n\x0eSecAggRevealed\x12\r\n\x05owner\x18\x01 \x01(\r\x12\t\n\x01x\x18\x02 \x01(\r\x12\n\n\x02ys\x18\x03 \x01(\x0c\"y\n\x14SecAggUnmaskResponse\x12/\n\x08\x62_shares\x18\x01 \x03(\x0b\x32\x1d.fedmetamal.v1.SecAggRevealed\x12\x30\n\tsk_shares\x18\x02 \x03(\x0b\x32\x1d.fedmetamal.v1.SecAggRevealed\"\xe4\x02\n\rSecAggMessage\x12\x0f\n\x07session\x18\x01 \x01(\t\x12-\n\x06params\x18\x02 \x01(\x0b\x32\x1b.fedmetamal.v1.SecAggParamsH\x00\x12)\n\x04keys\x18\x03 \x01(\x0b\x32\x19.fedmetamal.v1.SecAggKeysH\x00\x12\x33\n\tbroadcast\x18\x04 \x01(\x0b\x32\x1e.fedmetamal.v1.SecAggBroadcastH\x00\x12-\n\x06shares\x18\x05 \x01(\x0b\x32\x1b.fedmetamal.v1.SecAggSharesH\x00\x12<\n\x0eunmask_request\x18\x06 \x01(\x0b\x32\".fedmetamal.v1.SecAggUnmaskRequestH\x00\x12>\n\x0funmask_response\x18\x07 \x01(\x0b\x32#.fedmetamal.v1.SecAggUnmaskResponseH\x00\x42\x06\n\x04\x62ody2\xde\x03\n\x11\x46\x65\x64\x65rationService\x12\x42\n\x06\x45nroll\x12\x1c.fedmetamal.v1.EnrollRequest\x1a\x1a.fedmetamal.v1.EnrollReply\x12K\n\tHeartbeat\x12\x1f.fedmetamal.v1.HeartbeatRequest\x1a\x1d.fedmetamal.v1.HeartbeatReply\x12Q\n\rReportSummary\x12\x1d.fedmetamal.v1.DatasetSummary\x1a!.fedmetamal.v1.ReportSummaryReply\x12H\n\x08PullTask\x12\x1e.fedmetamal.v1.PullTaskRequest\x1a\x1c.fedmetamal.v1.PullTaskReply\x12Q\n\x0c\x44ownloadTask\x12\".fedmetamal.v1.DownloadTaskRequest\x1a\x1b.fedmetamal.v1.PayloadChunk0\x01\x12H\n\x0cUploadResult\x12\x1a.fedmetamal.v1.UploadChunk\x1a\x1a.fedmetamal.v1.UploadReply(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64metamal/v1/federation.proto\x12\rfedmetamal.v1\x1a\x1a\x66\x65\x64metamal/v1/common.proto\"l\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12\x10\n\x08platform\x18\x05 \x01(\t\"l\n\x0b\x45nrollReply\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\"G\n\x10HeartbeatRequest\x12\x10\n\x08\x61\x63tivity\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08progress\x18\x03 \x01(\x01\"H\n\x0eHeartbeatReply\x12\x12\n\ninterval_s\x18\x01 \x01(\x01\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bserver_time\x18\x03 \x01(\x01\"7\n\x12ReportSummaryReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"!\n\x0fPullTaskRequest\x12\x0e\n\x06wait_s\x18\x01 \x01(\x01\"\x83\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.fedmetamal.v1.Task.Kind\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\x0c\n\x04slot\x18\x06 \x01(\r\x12\x0f\n\x07n_slots\x18\x07 \x01(\r\x12\x15\n\rdeadline_unix\x18\x08 \x01(\x01\x12\n\n\x02lr\x18\t \x01(\x01\x12,\n\x06secagg\x18\n \x01(\x0b\x32\x1c.fedmetamal.v1.SecAggMessage\"\x9d\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05TRAIN\x10\x01\x12\x0c\n\x08\x45VALUATE\x10\x02\x12\x14\n\x10SECAGG_ADVERTISE\x10\x03\x12\x15\n\x11SECAGG_SHARE_KEYS\x10\x04\x12\x17\n\x13SECAGG_MASKED_TRAIN\x10\x05\x12\x11\n\rSECAGG_UNMASK\x10\x06\x12\r\n\tSUMMARISE\x10\x07\"\x98\x01\n\rPullTaskReply\x12\x10\n\x08has_task\x18\x01 \x01(\x08\x12!\n\x04task\x18\x02 \x01(\x0b\x32\x13.fedmetamal.v1.Task\x12\x15\n\rretry_after_s\x18\x03 \x01(\x01\x12\r\n\x05state\x18\x04 \x01(\t\x12,\n\x07payload\x18\x05 \x03(\x0b\x32\x1b.fedmetamal.v1.PayloadChunk\"&\n\x13\x44ownloadTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xcd\x02\n\x0cUploadHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x13\n\x0bnum_samples\x18\x04 \x01(\x04\x12\r\n\x05steps\x18\x05 \x01(\x04\x12\x12\n\ntrain_loss\x18\x06 \x01(\x01\x12\x39\n\x07metrics\x18\x07 \x03(\x0b\x32(.fedmetamal.v1.UploadHeader.MetricsEntry\x12-\n\x07payload\x18\x08 \x01(\x0b\x32\x1c.fedmetamal.v1.PayloadHeader\x12,\n\x06secagg\x18\t \x01(\x0b\x32\x1c.fedmetamal.v1.SecAggMessage\x12\r\n\x05\x65rror\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"T\n\x0bUploadChunk\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedmetamal.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"/\n\x0bUploadReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"|\n\x0cSecAggParams\x12\x11\n\tthreshold\x18\x01 \x01(\r\x12\x12\n\nvector_len\x18\x02 \x01(\r\x12\x12\n\nneighbours\x18\x03 \x01(\r\x12\x0c\n\x04\x62its\x18\x04 \x01(\r\x12\r\n\x05range\x18\x05 \x01(\x01\x12\x14\n\x0cweight_bound\x18\x06 \x01(\x01\";\n\nSecAggKeys\x12\x11\n\tclient_id\x18\x01 \x01(\r\x12\x0c\n\x04\x63_pk\x18\x02 \x01(\x0c\x12\x0c\n\x04s_pk\x18\x03 \x01(\x0c\"s\n\x0fSecAggBroadcast\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.fedmetamal.v1.SecAggKeys\x12\x0f\n\x07members\x18\x02 \x03(\r\x12\x12\n\nneighbours\x18\x03 \x01(\r\x12\x12\n\ngraph_seed\x18\x04 \x01(\x0c\"S\n\x0bSecAggShare\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x11\n\trecipient\x18\x02 \x01(\r\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\":\n\x0cSecAggShares\x12*\n\x06shares\x18\x01 \x03(\x0b\x32\x1a.fedmetamal.v1.SecAggShare\"9\n\x13SecAggUnmaskRequest\x12\x11\n\tsurvivors\x18\x01 \x03(\r\x12\x0f\n\x07\x64ropped\x18\x02 \x03(\r\"6\n\x0eSecAggRevealed\x12\r\n\x05owner\x18\x01 \x01(\r\x12\t\n\x01x\x18\x02 \x01(\r\x12\n\n\x02ys\x18\x03 \x01(\x0c\"y\n\x14SecAggUnmaskResponse\x12/\n\x08\x62_shares\x18\x01 \x03(\x0b\x32\x1d.fedmetamal.v1.SecAggRevealed\x12\x30\n\tsk_shares\x18\x02 \x03(\x0b\x32\x1d.fedmetamal.v1.SecAggRevealed\"\xe4\x02\n\rSecAggMessage\x12\x0f\n\x07session\x18\x01 \x01(\t\x12-\n\x06params\x18\x02 \x01(\x0b\x32\x1b.fedmetamal.v1.SecAggParamsH\x00\x12)\n\x04keys\x18\x03 \x01(\x0b\x32\x19.fedmetamal.v1.SecAggKeysH\x00\x12\x33\n\tbroadcast\x18\x04 \x01(\x0b\x32\x1e.fedmetamal.v1.SecAggBroadcastH\x00\x12-\n\x06shares\x18\x05 \x01(\x0b\x32\x1b.fedmetamal.v1.SecAggSharesH\x00\x12<\n\x0eunmask_request\x18\x06 \x01(\x0b\x32\".fedmetamal.v1.SecAggUnmaskRequestH\x00\x12>\n\x0funmask_response\x18\x07 \x01(\x0b\x32#.fedmetamal.v1.SecAggUnmaskResponseH\x00\x42\x06\n\x04\x62ody2\xde\x03\n\x11\x46\x65\x64\x65rationService\x12\x42\n\x06\x45nroll\x12\x1c.fedmetamal.v1.EnrollRequest\x1a\x1a.fedmetamal.v1.EnrollReply\x12K\n\tHeartbeat\x12\x1f.fedmetamal.v1.HeartbeatRequest\x1a\x1d.fedmetamal.v1.HeartbeatReply\x12Q\n\rReportSummary\x12\x1d.fedmetamal.v1.DatasetSummary\x1a!.fedmetamal.v1.ReportSummaryReply\x12H\n\x08PullTask\x12\x1e.fedmetamal.v1.PullTaskRequest\x1a\x1c.fedmetamal.v1.PullTaskReply\x12Q\n\x0c\x44ownloadTask\x12\".fedmetamal.v1.DownloadTaskRequest\x1a\x1b.fedmetamal.v1.PayloadChunk0\x01\x12H\n\x0cUploadResult\x12\x1a.fedmetamal.v1.UploadChunk\x1a\x1a.fedmetamal.v1.UploadReply(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,36 +50,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASK']._serialized_end=924
   _globals['_TASK_KIND']._serialized_start=767
   _globals['_TASK_KIND']._serialized_end=924
-  _globals['_PULLTASKREPLY']._serialized_start=926
-  _globals['_PULLTASKREPLY']._serialized_end=1032
-  _globals['_DOWNLOADTASKREQUEST']._serialized_start=1034
-  _globals['_DOWNLOADTASKREQUEST']._serialized_end=1072
-  _globals['_UPLOADHEADER']._serialized_start=1075
-  _globals['_UPLOADHEADER']._serialized_end=1408
-  _globals['_UPLOADHEADER_METRICSENTRY']._serialized_start=1362
-  _globals['_UPLOADHEADER_METRICSENTRY']._serialized_end=1408
-  _globals['_UPLOADCHUNK']._serialized_start=1410
-  _globals['_UPLOADCHUNK']._serialized_end=1494
-  _globals['_UPLOADREPLY']._serialized_start=1496
-  _globals['_UPLOADREPLY']._serialized_end=1543
-  _globals['_SECAGGPARAMS']._serialized_start=1545
-  _globals['_SECAGGPARAMS']._serialized_end=1669
-  _globals['_SECAGGKEYS']._serialized_start=1671
-  _globals['_SECAGGKEYS']._serialized_end=1730
-  _globals['_SECAGGBROADCAST']._serialized_start=1732
-  _globals['_SECAGGBROADCAST']._serialized_end=1847
-  _globals['_SECAGGSHARE']._serialized_start=1849
-  _globals['_SECAGGSHARE']._serialized_end=1932
-  _globals['_SECAGGSHARES']._serialized_start=1934
-  _globals['_SECAGGSHARES']._serialized_end=1992
-  _globals['_SECAGGUNMASKREQUEST']._serialized_start=1994
-  _globals['_SECAGGUNMASKREQUEST']._serialized_end=2051
-  _globals['_SECAGGREVEALED']._serialized_start=2053
-  _globals['_SECAGGREVEALED']._serialized_end=2107
-  _globals['_SECAGGUNMASKRESPONSE']._serialized_start=2109
-  _globals['_SECAGGUNMASKRESPONSE']._serialized_end=2230
-  _globals['_SECAGGMESSAGE']._serialized_start=2233
-  _globals['_SECAGGMESSAGE']._serialized_end=2589
-  _globals['_FEDERATIONSERVICE']._serialized_start=2592
-  _globals['_FEDERATIONSERVICE']._serialized_end=3070
+  _globals['_PULLTASKREPLY']._serialized_start=927
+  _globals['_PULLTASKREPLY']._serialized_end=1079
+  _globals['_DOWNLOADTASKREQUEST']._serialized_start=1081
+  _globals['_DOWNLOADTASKREQUEST']._serialized_end=1119
+  _globals['_UPLOADHEADER']._serialized_start=1122
+  _globals['_UPLOADHEADER']._serialized_end=1455
+  _globals['_UPLOADHEADER_METRICSENTRY']._serialized_start=1409
+  _globals['_UPLOADHEADER_METRICSENTRY']._serialized_end=1455
+  _globals['_UPLOADCHUNK']._serialized_start=1457
+  _globals['_UPLOADCHUNK']._serialized_end=1541
+  _globals['_UPLOADREPLY']._serialized_start=1543
+  _globals['_UPLOADREPLY']._serialized_end=1590
+  _globals['_SECAGGPARAMS']._serialized_start=1592
+  _globals['_SECAGGPARAMS']._serialized_end=1716
+  _globals['_SECAGGKEYS']._serialized_start=1718
+  _globals['_SECAGGKEYS']._serialized_end=1777
+  _globals['_SECAGGBROADCAST']._serialized_start=1779
+  _globals['_SECAGGBROADCAST']._serialized_end=1894
+  _globals['_SECAGGSHARE']._serialized_start=1896
+  _globals['_SECAGGSHARE']._serialized_end=1979
+  _globals['_SECAGGSHARES']._serialized_start=1981
+  _globals['_SECAGGSHARES']._serialized_end=2039
+  _globals['_SECAGGUNMASKREQUEST']._serialized_start=2041
+  _globals['_SECAGGUNMASKREQUEST']._serialized_end=2098
+  _globals['_SECAGGREVEALED']._serialized_start=2100
+  _globals['_SECAGGREVEALED']._serialized_end=2154
+  _globals['_SECAGGUNMASKRESPONSE']._serialized_start=2156
+  _globals['_SECAGGUNMASKRESPONSE']._serialized_end=2277
+  _globals['_SECAGGMESSAGE']._serialized_start=2280
+  _globals['_SECAGGMESSAGE']._serialized_end=2636
+  _globals['_FEDERATIONSERVICE']._serialized_start=2639
+  _globals['_FEDERATIONSERVICE']._serialized_end=3117
 # @@protoc_insertion_point(module_scope)

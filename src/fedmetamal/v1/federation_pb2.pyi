@@ -111,16 +111,18 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[Task.Kind, str]] = ..., config_json: _Optional[str] = ..., slot: _Optional[int] = ..., n_slots: _Optional[int] = ..., deadline_unix: _Optional[float] = ..., lr: _Optional[float] = ..., secagg: _Optional[_Union[SecAggMessage, _Mapping]] = ...) -> None: ...
 
 class PullTaskReply(_message.Message):
-    __slots__ = ("has_task", "task", "retry_after_s", "state")
+    __slots__ = ("has_task", "task", "retry_after_s", "state", "payload")
     HAS_TASK_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     has_task: bool
     task: Task
     retry_after_s: float
     state: str
-    def __init__(self, has_task: _Optional[bool] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., retry_after_s: _Optional[float] = ..., state: _Optional[str] = ...) -> None: ...
+    payload: _containers.RepeatedCompositeFieldContainer[_common_pb2.PayloadChunk]
+    def __init__(self, has_task: _Optional[bool] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., retry_after_s: _Optional[float] = ..., state: _Optional[str] = ..., payload: _Optional[_Iterable[_Union[_common_pb2.PayloadChunk, _Mapping]]] = ...) -> None: ...
 
 class DownloadTaskRequest(_message.Message):
     __slots__ = ("task_id",)
