@@ -1,20 +1,30 @@
-"""Operator commands against a running server: ``runs``, ``participants`` and ``token``.
+"""Operator commands against a running server: ``runs``, ``participants``, ``models`` and
+``token``.
 
-Each is one ControlService call through :class:`fedmetamal.net.control_client.ControlClient`.
+Each is one ControlService call through :class:`fedmetamal.net.control_client.ControlClient`;
+:func:`connected` gives every command the same connection options (server, operator token,
+TLS files) and hands it the open client.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import time
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fedmetamal.cli_common import config_from_flags
+
+if TYPE_CHECKING:
+    from fedmetamal.net.control_client import ControlClient
 
 #: Results go to stdout (pipe them); the shared console (stderr) is for progress and errors.
 console = Console()
@@ -29,36 +39,78 @@ models_app = typer.Typer(
 )
 token_app = typer.Typer(help="Create join tokens for new participants.", no_args_is_help=True)
 
-ServerOpt = Annotated[str, typer.Option(help="HOST:PORT of the server.")]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option("--operator-token", help="Operator token (or FEDMETAMAL_OPERATOR_TOKEN)."),
+#: The connection options of every operator command: (parameter, type with its option, default).
+CONNECTION: list[tuple[str, Any, Any]] = [
+    ("server", Annotated[str, typer.Option(help="HOST:PORT of the server.")], "localhost:50051"),
+    (
+        "operator_token",
+        Annotated[
+            str | None,
+            typer.Option("--operator-token", help="Operator token (or FEDMETAMAL_OPERATOR_TOKEN)."),
+        ],
+        None,
+    ),
+    (
+        "operator_token_file",
+        Annotated[
+            Path | None,
+            typer.Option("--operator-token-file", help="File holding the operator token."),
+        ],
+        None,
+    ),
+    ("ca", Annotated[Path | None, typer.Option(help="CA certificate of the server (TLS).")], None),
+    (
+        "insecure",
+        Annotated[bool, typer.Option("--insecure", help="Plaintext to a loopback server.")],
+        False,
+    ),
+    (
+        "client_cert",
+        Annotated[
+            Path | None, typer.Option("--client-cert", help="Client certificate (mutual TLS).")
+        ],
+        None,
+    ),
+    (
+        "client_key",
+        Annotated[Path | None, typer.Option("--client-key", help="Client key (mutual TLS).")],
+        None,
+    ),
 ]
-TokenFileOpt = Annotated[
-    Path | None, typer.Option("--operator-token-file", help="File holding the operator token.")
-]
-CaOpt = Annotated[Path | None, typer.Option(help="CA certificate of the server (TLS).")]
-InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Plaintext to a loopback server.")]
-CertOpt = Annotated[
-    Path | None, typer.Option("--client-cert", help="Client certificate (mutual TLS).")
-]
-KeyOpt = Annotated[Path | None, typer.Option("--client-key", help="Client key (mutual TLS).")]
 
 
-def _client(
-    server: str,
-    token: str | None,
-    token_file: Path | None,
-    ca: Path | None,
-    insecure: bool,
-    client_cert: Path | None = None,
-    client_key: Path | None = None,
-):
-    from fedmetamal.net.control_client import ControlClient, operator_token
+def connected(fn: Callable[..., None]) -> Callable[..., None]:
+    """Add the connection options to a command taking ``client``, and open (and close) the
+    client for it: the options are declared once, not once per command."""
+    names = [name for name, _, _ in CONNECTION]
+    # ``client`` is annotated with a name imported only for type checkers: stand it in
+    hints = typing.get_type_hints(fn, localns={"ControlClient": object}, include_extras=True)
+    # Typer reads each parameter's option from its annotation: give it the evaluated one
+    own = [
+        p.replace(annotation=hints[p.name])
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != "client"
+    ]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in CONNECTION
+    ]
 
-    return ControlClient(
-        server, operator_token(token, token_file), ca, insecure, client_cert, client_key
-    )
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> None:
+        from fedmetamal.net.control_client import ControlClient, operator_token
+
+        o = {name: kwargs.pop(name) for name in names}
+        token = operator_token(o["operator_token"], o["operator_token_file"])
+        with ControlClient(
+            o["server"], token, o["ca"], o["insecure"], o["client_cert"], o["client_key"]
+        ) as client:
+            fn(*args, client=client, **kwargs)
+
+    hints.pop("client", None)
+    command.__annotations__ = {**hints, **{name: kind for name, kind, _ in CONNECTION}}
+    command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    return command
 
 
 def _when(t: float) -> str:
@@ -67,36 +119,29 @@ def _when(t: float) -> str:
 
 # -- runs ------------------------------------------------------------------------------------
 @runs_app.command("list")
-def runs_list(
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def runs_list(client: ControlClient) -> None:
     """Every run with its state and progress."""
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        table = Table("run", "name", "state", "round", "participants", "roc_auc", "created")
-        for r in c.list_runs():
-            auc = r.latest_metrics.get("roc_auc")
-            table.add_row(
-                r.run_id,
-                r.name,
-                r.state,
-                f"{r.round}/{r.rounds}",
-                str(len(r.participant_ids)),
-                f"{auc:.4f}" if auc is not None else "-",
-                _when(r.created_unix),
-            )
-        console.print(table)
+    table = Table("run", "name", "mode", "state", "round", "participants", "roc_auc", "created")
+    for r in client.list_runs():
+        auc = r.latest_metrics.get("roc_auc")
+        table.add_row(
+            r.run_id,
+            r.name,
+            r.mode,
+            r.state,
+            f"{r.round}/{r.rounds}",
+            str(len(r.participant_ids)),
+            f"{auc:.4f}" if auc is not None else "-",
+            _when(r.created_unix),
+        )
+    console.print(table)
 
 
 @runs_app.command("create")
+@connected
 def runs_create(
+    client: ControlClient,
     config: Annotated[Path | None, typer.Option(help="Run configuration (YAML).")] = None,
     name: Annotated[str, typer.Option(help="Run name.")] = "",
     participant: Annotated[
@@ -117,252 +162,127 @@ def runs_create(
             "instead of real ones.",
         ),
     ] = 0,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
 ) -> None:
     """Create a run from a configuration (the server checks it)."""
     cfg = config_from_flags(config, {}, sets=set_ or [])
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        run = c.create_run(
-            name, cfg.model_dump_json(), participant or [], start, simulated_participants=simulated
-        )
+    run = client.create_run(
+        name, cfg.model_dump_json(), participant or [], start, simulated_participants=simulated
+    )
     console.print(f"{run.run_id} {run.state}")
 
 
-def _action(
-    action: str,
-    run_id: str,
-    server: str,
-    token: str | None,
-    token_file: Path | None,
-    ca: Path | None,
-    insecure: bool,
-    client_cert: Path | None = None,
-    client_key: Path | None = None,
-) -> None:
-    with _client(server, token, token_file, ca, insecure, client_cert, client_key) as c:
-        run = c.run_action(action, run_id)
+RunIdArg = Annotated[str, typer.Argument(help="The run (see `runs list`).")]
+
+
+def _action(client: ControlClient, action: str, run_id: str) -> None:
+    run = client.run_action(action, run_id)
     console.print(f"{run.run_id} {run.state} (round {run.round}/{run.rounds})")
 
 
 @runs_app.command("start")
-def runs_start(
-    run_id: str,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def runs_start(client: ControlClient, run_id: RunIdArg) -> None:
     """Start a created run."""
-    _action(
-        "Start",
-        run_id,
-        server,
-        operator_token,
-        operator_token_file,
-        ca,
-        insecure,
-        client_cert,
-        client_key,
-    )
+    _action(client, "Start", run_id)
 
 
 @runs_app.command("pause")
-def runs_pause(
-    run_id: str,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def runs_pause(client: ControlClient, run_id: RunIdArg) -> None:
     """Pause a run after its current round."""
-    _action(
-        "Pause",
-        run_id,
-        server,
-        operator_token,
-        operator_token_file,
-        ca,
-        insecure,
-        client_cert,
-        client_key,
-    )
+    _action(client, "Pause", run_id)
 
 
 @runs_app.command("resume")
-def runs_resume(
-    run_id: str,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def runs_resume(client: ControlClient, run_id: RunIdArg) -> None:
     """Resume a paused run."""
-    _action(
-        "Resume",
-        run_id,
-        server,
-        operator_token,
-        operator_token_file,
-        ca,
-        insecure,
-        client_cert,
-        client_key,
-    )
+    _action(client, "Resume", run_id)
 
 
 @runs_app.command("stop")
-def runs_stop(
-    run_id: str,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def runs_stop(client: ControlClient, run_id: RunIdArg) -> None:
     """Stop a run (its completed rounds and models stay)."""
-    _action(
-        "Stop",
-        run_id,
-        server,
-        operator_token,
-        operator_token_file,
-        ca,
-        insecure,
-        client_cert,
-        client_key,
-    )
+    _action(client, "Stop", run_id)
 
 
 @runs_app.command("watch")
+@connected
 def runs_watch(
+    client: ControlClient,
     run_id: Annotated[str, typer.Argument(help="Run to watch; omit to watch everything.")] = "",
     after: Annotated[int, typer.Option(help="Replay events after this sequence number.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
 ) -> None:
     """Print a run's events as they happen (past ones first); ends when the run does."""
     from google.protobuf.json_format import MessageToDict
 
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        for ev in c.watch(run_id, after):
-            if as_json:
-                print(json.dumps(MessageToDict(ev, preserving_proto_field_name=True)), flush=True)
-            else:
-                style = {"warning": "yellow", "error": "red"}.get(ev.level, "")
-                line = f"{_when(ev.time_unix)} [{ev.kind}] {ev.message}"
-                console.print(f"[{style}]{line}[/]" if style else line, highlight=False)
+    for ev in client.watch(run_id, after):
+        if as_json:
+            print(json.dumps(MessageToDict(ev, preserving_proto_field_name=True)), flush=True)
+        else:
+            style = {"warning": "yellow", "error": "red"}.get(ev.level, "")
+            line = f"{_when(ev.time_unix)} [{ev.kind}] {ev.message}"
+            console.print(f"[{style}]{line}[/]" if style else line, highlight=False)
 
 
 # -- participants ------------------------------------------------------------------------------
+ParticipantArg = Annotated[str, typer.Argument(help="The participant (see `participants list`).")]
+
+
 @participants_app.command("list")
-def participants_list(
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def participants_list(client: ControlClient) -> None:
     """Enrolled participants: approval state, presence, data summary."""
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        table = Table(
-            "participant",
-            "name",
-            "state",
-            "online",
-            "activity",
-            "train rows",
-            "malware share",
-            "last seen",
+    table = Table(
+        "participant",
+        "name",
+        "state",
+        "online",
+        "activity",
+        "train rows",
+        "malware share",
+        "last seen",
+    )
+    for p in client.list_participants():
+        s = p.summary
+        mal = s.label_counts.get("malware", 0)
+        share = f"{mal / s.n_train:.1%}" if s.n_train else "-"
+        table.add_row(
+            p.participant_id,
+            p.name,
+            p.state,
+            "yes" if p.online else "no",
+            p.activity,
+            str(s.n_train or "-"),
+            share,
+            _when(p.last_seen_unix),
         )
-        for p in c.list_participants():
-            s = p.summary
-            mal = s.label_counts.get("malware", 0)
-            share = f"{mal / s.n_train:.1%}" if s.n_train else "-"
-            table.add_row(
-                p.participant_id,
-                p.name,
-                p.state,
-                "yes" if p.online else "no",
-                p.activity,
-                str(s.n_train or "-"),
-                share,
-                _when(p.last_seen_unix),
-            )
-        console.print(table)
+    console.print(table)
 
 
 @participants_app.command("approve")
-def participants_approve(
-    participant_id: str,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def participants_approve(client: ControlClient, participant_id: ParticipantArg) -> None:
     """Let a participant be sampled into rounds."""
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        p = c.approve(participant_id)
+    p = client.approve(participant_id)
     console.print(f"{p.participant_id} {p.state}")
 
 
 @participants_app.command("revoke")
-def participants_revoke(
-    participant_id: str,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
-) -> None:
+@connected
+def participants_revoke(client: ControlClient, participant_id: ParticipantArg) -> None:
     """Refuse every further call of a participant (final)."""
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        p = c.revoke(participant_id)
+    p = client.revoke(participant_id)
     console.print(f"{p.participant_id} {p.state}")
 
 
 # -- tokens ------------------------------------------------------------------------------------
 @token_app.command("create")
+@connected
 def token_create(
+    client: ControlClient,
     ttl: Annotated[
         float, typer.Option(help="Seconds the token stays valid (0: server default, 24 h).")
     ] = 0.0,
@@ -370,55 +290,39 @@ def token_create(
         bool, typer.Option("--auto-approve", help="Participants using it skip approval.")
     ] = False,
     note: Annotated[str, typer.Option(help="A note stored with the token.")] = "",
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
 ) -> None:
     """A single-use join token, and the exact command a participant runs with it."""
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        t = c.create_token(ttl, auto_approve, note)
+    t = client.create_token(ttl, auto_approve, note)
     console.print(f"token   {t.token}\nexpires {_when(t.expires_unix)}")
     console.print(f"run on the participant:\n  {t.command}", highlight=False, soft_wrap=True)
 
 
 # -- models ------------------------------------------------------------------------------------
 @models_app.command("list")
+@connected
 def models_list(
+    client: ControlClient,
     run_id: Annotated[str, typer.Argument(help="Only this run's models.")] = "",
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
 ) -> None:
     """Model versions (one per completed round) with their metrics."""
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        table = Table("model", "run", "round", "params", "roc_auc", "created")
-        for m in c.list_models(run_id):
-            auc = m.metrics.get("roc_auc")
-            table.add_row(
-                m.model_id,
-                m.run_id,
-                str(m.round),
-                str(m.num_params),
-                f"{auc:.4f}" if auc is not None else "-",
-                _when(m.created_unix),
-            )
-        console.print(table)
+    table = Table("model", "run", "round", "params", "roc_auc", "created")
+    for m in client.list_models(run_id):
+        auc = m.metrics.get("roc_auc")
+        table.add_row(
+            m.model_id,
+            m.run_id,
+            str(m.round),
+            str(m.num_params),
+            f"{auc:.4f}" if auc is not None else "-",
+            _when(m.created_unix),
+        )
+    console.print(table)
 
 
 @models_app.command("export")
+@connected
 def models_export(
+    client: ControlClient,
     model_id: Annotated[str, typer.Argument(help="Model version (see `models list`).")],
     fmt: Annotated[
         str, typer.Option("--format", help="onnx (for scan and browsers) or safetensors.")
@@ -427,21 +331,11 @@ def models_export(
         Path | None,
         typer.Option("-o", "--output", help="File to write (default: the server's name)."),
     ] = None,
-    server: ServerOpt = "localhost:50051",
-    operator_token: TokenOpt = None,
-    operator_token_file: TokenFileOpt = None,
-    ca: CaOpt = None,
-    insecure: InsecureOpt = False,
-    client_cert: CertOpt = None,
-    client_key: KeyOpt = None,
 ) -> None:
     """Download a model version; an ONNX export is what `fedmetamal scan --model` reads."""
     from fedmetamal.net.identity import write_file_atomic
 
-    with _client(
-        server, operator_token, operator_token_file, ca, insecure, client_cert, client_key
-    ) as c:
-        header, data = c.export_model(model_id, fmt)
+    header, data = client.export_model(model_id, fmt)
     path = output or Path(header.filename)
     write_file_atomic(path, data)
     console.print(f"wrote {path} ({len(data)} bytes)")
