@@ -68,16 +68,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     # -- server ----------------------------------------------------------------------------
     @operator_call
     async def GetServerInfo(self, request, context):
-        return control_pb2.ServerInfo(
-            version=__version__,
-            protocol_version=PROTOCOL_VERSION,
-            address=self.address,
-            tls=self.tls,
-            participants_online=self.core.registry.online_count(),
-            runs_active=self.core.active_runs(),
-            database=self.core.store.dialect,
-            last_event_seq=self.core.store.last_event_seq(),
-        )
+        return server_info_message(self.core, self.address, self.tls)
 
     # -- runs ------------------------------------------------------------------------------
     @operator_call
@@ -281,6 +272,19 @@ def run_message(r: RunRecord) -> control_pb2.Run:
         error=r.error or "",
         latest_metrics=r.latest_metrics,
         mode=r.mode,
+    )
+
+
+def server_info_message(core: ServerCore, address: str, tls: bool) -> control_pb2.ServerInfo:
+    return control_pb2.ServerInfo(
+        version=__version__,
+        protocol_version=PROTOCOL_VERSION,
+        address=address,
+        tls=tls,
+        participants_online=core.registry.online_count(),
+        runs_active=core.active_runs(),
+        database=core.store.dialect,
+        last_event_seq=core.store.last_event_seq(),
     )
 
 

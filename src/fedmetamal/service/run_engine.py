@@ -47,6 +47,7 @@ from fedmetamal.service.network_runs import (
     upload_shapes,
 )
 from fedmetamal.service.records import ModelRecord, RoundRow, RunRecord
+from fedmetamal.service.run_control import RunControl
 from fedmetamal.service.run_heterogeneity import measure_run, stored_report
 from fedmetamal.service.run_state import (
     RunState,
@@ -77,15 +78,13 @@ class Collected:
     failure: str = ""
 
 
-class RunEngine:
+class RunEngine(RunControl):
     def __init__(self, core: ServerCore, run: RunRecord) -> None:
         self.core = core
         self.run_id = run.run_id
         self.cfg: RunConfig = parse_run_config(run.config_json)
         self.slots = list(run.participant_ids)
-        self._resume = asyncio.Event()
-        self._resume.set()
-        self._stop = False
+        super().__init__()
         self.state: RunState | None = None
         self.algorithm: Algorithm | None = None
         self.sizes: list[int] = []
@@ -98,17 +97,6 @@ class RunEngine:
         #: The evaluated round's pooled score histograms (benign, malware) and what they were
         #: computed on, stored in its checkpoint for the model report; None between rounds.
         self.eval_hists: tuple[np.ndarray, np.ndarray, str] | None = None
-
-    # -- control ---------------------------------------------------------------------------
-    def pause(self) -> None:
-        self._resume.clear()
-
-    def resume(self) -> None:
-        self._resume.set()
-
-    def stop(self) -> None:
-        self._stop = True
-        self._resume.set()
 
     # -- the run ---------------------------------------------------------------------------
     async def run(self) -> None:

@@ -22,7 +22,7 @@ from fedmetamal.config import RunConfig
 from fedmetamal.data.preprocess import FeatureSums, Preprocessor
 from fedmetamal.errors import FedMetaMalError
 from fedmetamal.fl.base import Algorithm, State
-from fedmetamal.models.checkpoint import load_checkpoint, save_checkpoint
+from fedmetamal.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedmetamal.models.networks import Network
 from fedmetamal.service.network_runs import build_network, initial_params
 
@@ -114,8 +114,9 @@ def save_round(
     return h.hexdigest(), path.stat().st_size
 
 
-def restore_state(path: Path, expected_round: int) -> RunState:
-    """The state a checkpoint holds; refuses one of another round (a damaged data dir)."""
+def load_round_checkpoint(path: Path, expected_round: int) -> Checkpoint:
+    """A run's checkpoint of ``expected_round``; refuses one of another round (a data dir and
+    a database that do not belong together)."""
     ckpt = load_checkpoint(path)
     meta = ckpt.metadata
     if int(meta.get("round", -1)) != expected_round:
@@ -124,6 +125,13 @@ def restore_state(path: Path, expected_round: int) -> RunState:
             f"{expected_round} was the last completed.",
             "Restore the server's data directory and database from the same backup.",
         )
+    return ckpt
+
+
+def restore_state(path: Path, expected_round: int) -> RunState:
+    """The state a network run's checkpoint holds."""
+    ckpt = load_round_checkpoint(path, expected_round)
+    meta = ckpt.metadata
     server_state = {
         k.removeprefix("server."): v.float() if v.is_floating_point() else v
         for k, v in ckpt.extra_tensors.items()

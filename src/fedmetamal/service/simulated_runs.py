@@ -33,6 +33,7 @@ from fedmetamal.fl.schedule import sample_clients
 from fedmetamal.service.evaluation_data import GLOBAL_TEST_SET, eval_metadata, eval_tensors
 from fedmetamal.service.network_runs import parse_run_config
 from fedmetamal.service.records import ModelRecord, RoundRow, RunRecord
+from fedmetamal.service.run_control import RunControl
 from fedmetamal.service.run_heterogeneity import REPORT_FILE, stored_report
 from fedmetamal.service.run_state import RunState, save_round
 
@@ -99,7 +100,7 @@ class _Trained:
     sha256: str
 
 
-class SimulatedRunEngine:
+class SimulatedRunEngine(RunControl):
     """One simulated run: the interface of :class:`~fedmetamal.service.run_engine.RunEngine`
     (``run``, ``pause``, ``resume``, ``stop``) over the simulation runtime."""
 
@@ -107,21 +108,8 @@ class SimulatedRunEngine:
         self.core = core
         self.run_id = run.run_id
         self.cfg: RunConfig = parse_run_config(run.config_json)
-        self._resume = asyncio.Event()
-        self._resume.set()
-        self._stop = False
+        super().__init__()
         self.built: _Built | None = None
-
-    # -- control ---------------------------------------------------------------------------
-    def pause(self) -> None:
-        self._resume.clear()
-
-    def resume(self) -> None:
-        self._resume.set()
-
-    def stop(self) -> None:
-        self._stop = True
-        self._resume.set()
 
     # -- the run ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -384,16 +372,10 @@ class SimulatedRunEngine:
 def restore_simulation(sim: Simulation, path: Any, expected_round: int) -> None:
     """Put a freshly built simulation in the state a round's checkpoint holds: the model,
     the server, client and semi-supervised state, the privacy accountant, the round."""
-    from fedmetamal.models.checkpoint import load_checkpoint
+    from fedmetamal.service.run_state import load_round_checkpoint
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_round_checkpoint(path, expected_round)
     meta = ckpt.metadata
-    if int(meta.get("round", -1)) != expected_round:
-        raise FedMetaMalError(
-            f"Checkpoint '{path}' holds round {meta.get('round')}, but the database says round "
-            f"{expected_round} was the last completed.",
-            "Restore the server's data directory and database from the same backup.",
-        )
     st, extra = sim.state, ckpt.extra_tensors
 
     def like(prefix: str, fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,16 +18,15 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
-from fedmetamal import __version__
 from fedmetamal.errors import ConfigError, FedMetaMalError
 from fedmetamal.net import control_service as grpc_control
-from fedmetamal.net.auth import PROTOCOL_VERSION
 from fedmetamal.net.control_service import (
     event_message,
     model_message,
     participant_message,
     round_message,
     run_message,
+    server_info_message,
 )
 from fedmetamal.net.payload import encode, file_chunks
 from fedmetamal.service.events import WatcherTooSlow
@@ -119,16 +118,7 @@ class ConnectControl:
     async def get_server_info(
         self, request: control_pb2.GetServerInfoRequest, ctx: RequestContext
     ) -> control_pb2.ServerInfo:
-        return control_pb2.ServerInfo(
-            version=__version__,
-            protocol_version=PROTOCOL_VERSION,
-            address=self.address,
-            tls=self.tls,
-            participants_online=self.core.registry.online_count(),
-            runs_active=self.core.active_runs(),
-            database=self.core.store.dialect,
-            last_event_seq=self.core.store.last_event_seq(),
-        )
+        return server_info_message(self.core, self.address, self.tls)
 
     # -- runs ------------------------------------------------------------------------------
     @user_errors
