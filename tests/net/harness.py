@@ -324,3 +324,45 @@ class ServerErrors:
     def close(self) -> None:
         for lg in self._loggers:
             lg.removeHandler(self._handler)
+
+
+def start_participants(
+    server: ServerThread,
+    files: list[tuple[Path, Path]],
+    tmp_path: Path,
+    stop: asyncio.Event,
+    tokens: list[str] | None = None,
+    first_class: type | None = None,
+) -> list[asyncio.Task[None]]:
+    """In-process participants on the running event loop, one per (train, test) file pair,
+    named participant-1.. in file order (``first_class``: another class for the first)."""
+    from fedmetamal.net.participant import JoinOptions, Participant
+    from fedmetamal.net.participant_data import load_local_data
+
+    tokens = tokens or [server.token() for _ in files]
+    tasks = []
+    for i, ((train, test), token) in enumerate(zip(files, tokens, strict=True)):
+        opts = JoinOptions(
+            server=server.target,
+            data=train,
+            state_dir=tmp_path / f"p{i}",
+            token=token,
+            name=f"participant-{i + 1}",
+            insecure=True,
+        )
+        cls = first_class if (i == 0 and first_class is not None) else Participant
+        part = cls(opts, load_local_data(train, test), log=lambda _m: None)
+        tasks.append(asyncio.create_task(part.run(stop)))
+    return tasks
+
+
+async def participant_ids(server: ServerThread, n: int) -> list[str]:
+    """The ids of ``n`` participants once all are online with a summary, in name order."""
+    with server.control() as c:
+
+        def ready() -> list[str] | None:
+            ps = sorted(c.list_participants(), key=lambda p: p.name)
+            ok = [p.participant_id for p in ps if p.online and p.summary.n_train > 0]
+            return ok if len(ok) == n else None
+
+        return await asyncio.to_thread(wait_until, ready, 60, "participants")

@@ -7,10 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.net.harness import ServerThread, federation_files, small_config, wait_until
-
-from fedmetamal.net.participant import JoinOptions, Participant
-from fedmetamal.net.participant_data import load_local_data
+from tests.net.harness import (
+    ServerThread,
+    federation_files,
+    participant_ids,
+    small_config,
+    start_participants,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,30 +56,8 @@ def test_pause_resume_and_stop(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(
-                Participant(
-                    JoinOptions(
-                        server=server.target,
-                        data=train,
-                        state_dir=tmp_path / f"p{i}",
-                        token=token,
-                        name=f"participant-{i}",
-                        insecure=True,
-                    ),
-                    load_local_data(train, test),
-                    log=lambda _m: None,
-                ).run(stop)
-            )
-            for i, ((train, test), token) in enumerate(zip(files, tokens, strict=True))
-        ]
-
-        def ids() -> list[str] | None:
-            ps = sorted(c.list_participants(), key=lambda p: p.name)
-            ok = [p.participant_id for p in ps if p.online and p.summary.n_train > 0]
-            return ok if len(ok) == len(files) else None
-
-        pids = await asyncio.to_thread(wait_until, ids, 60, "participants")
+        tasks = start_participants(server, files, tmp_path, stop, tokens)
+        pids = await participant_ids(server, len(files))
         try:
             await asyncio.to_thread(operator, pids)
         finally:

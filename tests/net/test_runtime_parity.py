@@ -9,13 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.net.harness import ServerThread, federation_files, small_config, wait_until
+from tests.net.harness import (
+    ServerThread,
+    federation_files,
+    participant_ids,
+    small_config,
+    start_participants,
+)
 
 from fedmetamal.api import build_federation, simulate
 from fedmetamal.config import RunConfig
 from fedmetamal.models.checkpoint import load_checkpoint
-from fedmetamal.net.participant import JoinOptions, Participant
-from fedmetamal.net.participant_data import load_local_data
+from fedmetamal.net.participant import Participant
 
 pytestmark = pytest.mark.slow
 
@@ -35,30 +40,9 @@ def _run_in_process(
 
         async def participants() -> None:
             stop = asyncio.Event()
-            tasks = []
-            for i, ((train, test), token) in enumerate(zip(files, tokens, strict=True)):
-                opts = JoinOptions(
-                    server=server.target,
-                    data=train,
-                    state_dir=tmp_path / f"p{i}",
-                    token=token,
-                    name=f"participant-{i + 1}",
-                    insecure=True,
-                )
-                cls = participant_class if i == 0 else Participant
-                tasks.append(
-                    asyncio.create_task(
-                        cls(opts, load_local_data(train, test), log=lambda _m: None).run(stop)
-                    )
-                )
+            tasks = start_participants(server, files, tmp_path, stop, tokens, participant_class)
+            ids = await participant_ids(server, len(files))
             with server.control() as c:
-
-                def ready() -> list[str] | None:
-                    ps = sorted(c.list_participants(), key=lambda p: p.name)
-                    ok = [p for p in ps if p.online and p.summary.n_train > 0]
-                    return [p.participant_id for p in ok] if len(ok) == len(files) else None
-
-                ids = await asyncio.to_thread(wait_until, ready, 60, "participants")
                 run = c.create_run("parity", cfg.model_dump_json(), ids, start=True)
                 await asyncio.to_thread(lambda: list(c.watch(run.run_id)))
                 state = c.run_action("Get", run.run_id)

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.net.harness import ServerThread, federation_files, small_config, wait_until
+from tests.net.harness import (
+    ServerThread,
+    federation_files,
+    participant_ids,
+    small_config,
+    start_participants,
+    wait_until,
+)
 
 from fedmetamal.api import build_federation
 from fedmetamal.config import RunConfig
@@ -142,9 +149,6 @@ def test_roc_points_are_thinned_along_the_curve() -> None:
 # -- network runs ----------------------------------------------------------------------------
 def _network_run(tmp_path: Path, cfg: RunConfig, server_test: bool) -> tuple[ServerThread, str]:
     """A network run with in-process participants; the server is left running."""
-    from fedmetamal.net.participant import JoinOptions, Participant
-    from fedmetamal.net.participant_data import load_local_data
-
     files = federation_files(cfg, tmp_path / "data")
     server = ServerThread(tmp_path / "server")
     if server_test:
@@ -154,30 +158,9 @@ def _network_run(tmp_path: Path, cfg: RunConfig, server_test: bool) -> tuple[Ser
 
     async def run() -> str:
         stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(
-                Participant(
-                    JoinOptions(
-                        server=server.target,
-                        data=train,
-                        state_dir=tmp_path / f"p{i}",
-                        token=token,
-                        name=f"p{i}",
-                        insecure=True,
-                    ),
-                    load_local_data(train, test),
-                    log=lambda _m: None,
-                ).run(stop)
-            )
-            for i, ((train, test), token) in enumerate(zip(files, tokens, strict=True))
-        ]
+        tasks = start_participants(server, files, tmp_path, stop, tokens)
+        ids = await participant_ids(server, len(files))
         with server.control() as c:
-
-            def ready() -> list[str] | None:
-                ok = [p for p in c.list_participants() if p.online and p.summary.n_train > 0]
-                return [p.participant_id for p in ok] if len(ok) == len(files) else None
-
-            ids = await asyncio.to_thread(wait_until, ready, 60, "participants")
             run = c.create_run("net", cfg.model_dump_json(), sorted(ids), start=True)
             await asyncio.to_thread(lambda: list(c.watch(run.run_id)))
         stop.set()
