@@ -10,6 +10,7 @@ const routes: RouteRecordRaw[] = [
   { path: "/compare", name: "compare", component: () => import("./views/CompareView.vue"), meta: { title: "Compare" } },
   { path: "/models", name: "model", component: () => import("./views/ModelView.vue"), meta: { title: "Model" } },
   { path: "/detect", name: "detect", component: () => import("./views/DetectView.vue"), meta: { title: "Detect" } },
+  { path: "/users", name: "users", component: () => import("./views/UsersView.vue"), meta: { title: "Users" } },
   { path: "/:rest(.*)*", name: "not-found", component: () => import("./views/NotFoundView.vue"), meta: { title: "Not found", public: true } },
 ];
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -47,26 +48,33 @@ def _accounts(data_dir: Path, database: str | None):
     return store, Accounts(store.engine)
 
 
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option("--password-file", help="Read the password from this file (else stdin)."),
+]
+
+
+def _read_password(password_file: Path | None) -> str:
+    """From the file, else a hidden prompt (typed twice) on a terminal, else stdin's first line."""
+    if password_file is not None:
+        if not password_file.is_file():
+            raise ConfigError(f"Password file '{password_file}' does not exist.")
+        return password_file.read_text().strip()
+    if sys.stdin.isatty():
+        return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().strip()
+
+
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
     role: Annotated[str, typer.Option(help="admin (everything) or viewer (read-only).")] = "viewer",
-    password_file: Annotated[
-        Path | None,
-        typer.Option("--password-file", help="Read the password from this file (else stdin)."),
-    ] = None,
+    password_file: PasswordFileOpt = None,
     data_dir: DataDirOpt = Path("fedmetamal-server"),
     database: DatabaseOpt = None,
 ) -> None:
     """Add a dashboard account."""
-    if password_file is not None:
-        if not password_file.is_file():
-            raise ConfigError(f"Password file '{password_file}' does not exist.")
-        password = password_file.read_text().strip()
-    elif sys.stdin.isatty():
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().strip()
+    password = _read_password(password_file)
     store, accounts = _accounts(data_dir, database)
     try:
         user = accounts.create_user(username, password, role)
@@ -79,12 +87,70 @@ def users_add(
 def users_list(
     data_dir: DataDirOpt = Path("fedmetamal-server"), database: DatabaseOpt = None
 ) -> None:
-    """Dashboard accounts and their roles."""
+    """Dashboard accounts: role, when made, last login, sessions open now."""
     store, accounts = _accounts(data_dir, database)
     try:
-        table = Table("user", "role")
+        table = Table("user", "role", "created", "last login", "sessions")
         for u in accounts.list_users():
-            table.add_row(u.username, u.role)
+            table.add_row(
+                u.username,
+                u.role,
+                _when(u.created_at),
+                _when(u.last_login_at) if u.last_login_at else "never",
+                str(u.active_sessions),
+            )
     finally:
         store.close()
     out.print(table)
+
+
+@users_app.command("set-role")
+def users_set_role(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Argument(help="admin (everything) or viewer (read-only).")],
+    data_dir: DataDirOpt = Path("fedmetamal-server"),
+    database: DatabaseOpt = None,
+) -> None:
+    """Change an account's role; its open sessions end. The last admin stays admin."""
+    store, accounts = _accounts(data_dir, database)
+    try:
+        user = accounts.update_user(username, role=role)
+    finally:
+        store.close()
+    out.print(f"{user.username} is now {user.role} (its sessions ended)")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    password_file: PasswordFileOpt = None,
+    data_dir: DataDirOpt = Path("fedmetamal-server"),
+    database: DatabaseOpt = None,
+) -> None:
+    """Set a new password for an account; its open sessions end."""
+    password = _read_password(password_file)
+    store, accounts = _accounts(data_dir, database)
+    try:
+        accounts.set_password(username, password)
+    finally:
+        store.close()
+    out.print(f"new password set for {username} (its sessions ended)")
+
+
+@users_app.command("remove")
+def users_remove(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    data_dir: DataDirOpt = Path("fedmetamal-server"),
+    database: DatabaseOpt = None,
+) -> None:
+    """Delete an account and end its sessions (never the last admin)."""
+    store, accounts = _accounts(data_dir, database)
+    try:
+        accounts.delete_user(username)
+    finally:
+        store.close()
+    out.print(f"removed {username}")
+
+
+def _when(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))

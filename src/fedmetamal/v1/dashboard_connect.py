@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .dashboard_pb2 import ConfigSchema, CreateUserRequest, ExtractFeaturesReply, ExtractFeaturesRequest, GetConfigSchemaRequest, ListTemplatesReply, ListTemplatesRequest, ListUsersReply, ListUsersRequest, LoginReply, LoginRequest, LogoutReply, LogoutRequest, ModelReport, ModelReportRequest, SaveTemplateRequest, Template, User, ValidateConfigReply, ValidateConfigRequest, WhoAmIReply, WhoAmIRequest
+from .dashboard_pb2 import ChangePasswordReply, ChangePasswordRequest, ConfigSchema, CreateUserRequest, DeleteUserReply, DeleteUserRequest, ExtractFeaturesReply, ExtractFeaturesRequest, GetConfigSchemaRequest, ListTemplatesReply, ListTemplatesRequest, ListUsersReply, ListUsersRequest, LoginReply, LoginRequest, LogoutReply, LogoutRequest, ModelReport, ModelReportRequest, SaveTemplateRequest, Template, UpdateUserRequest, User, ValidateConfigReply, ValidateConfigRequest, WhoAmIReply, WhoAmIRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -57,6 +57,26 @@ class DashboardService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def list_users(self, request: ListUsersRequest, ctx: RequestContext[ListUsersRequest, ListUsersReply], /) -> ListUsersReply:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_user(self, request: UpdateUserRequest, ctx: RequestContext[UpdateUserRequest, User], /) -> User:
+        """
+        Admins only: change a user's role and/or set a new password. Either ends that user's
+        sessions. The last admin cannot be demoted; your own password changes by ChangePassword.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def delete_user(self, request: DeleteUserRequest, ctx: RequestContext[DeleteUserRequest, DeleteUserReply], /) -> DeleteUserReply:
+        """
+        Admins only: remove an account and end its sessions (not yourself, not the last admin).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def change_password(self, request: ChangePasswordRequest, ctx: RequestContext[ChangePasswordRequest, ChangePasswordReply], /) -> ChangePasswordReply:
+        """
+        Any logged-in user: change your own password (the current one is required). Your other
+        sessions end; this one stays.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def get_config_schema(self, request: GetConfigSchemaRequest, ctx: RequestContext[GetConfigSchemaRequest, ConfigSchema], /) -> ConfigSchema:
@@ -151,6 +171,39 @@ class DashboardServiceASGIApplication(ConnectASGIApplication[DashboardService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_users,
+                ),
+                "/fedmetamal.v1.DashboardService/UpdateUser": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateUser",
+                        service_name="fedmetamal.v1.DashboardService",
+                        input=UpdateUserRequest,
+                        output=User,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_user,
+                ),
+                "/fedmetamal.v1.DashboardService/DeleteUser": Endpoint.unary(
+                    method=MethodInfo(
+                        name="DeleteUser",
+                        service_name="fedmetamal.v1.DashboardService",
+                        input=DeleteUserRequest,
+                        output=DeleteUserReply,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.delete_user,
+                ),
+                "/fedmetamal.v1.DashboardService/ChangePassword": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ChangePassword",
+                        service_name="fedmetamal.v1.DashboardService",
+                        input=ChangePasswordRequest,
+                        output=ChangePasswordReply,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.change_password,
                 ),
                 "/fedmetamal.v1.DashboardService/GetConfigSchema": Endpoint.unary(
                     method=MethodInfo(
@@ -353,6 +406,77 @@ class DashboardServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def update_user(
+        self,
+        request: UpdateUserRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> User:
+        """
+        Admins only: change a user's role and/or set a new password. Either ends that user's
+        sessions. The last admin cannot be demoted; your own password changes by ChangePassword.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateUser",
+                service_name="fedmetamal.v1.DashboardService",
+                input=UpdateUserRequest,
+                output=User,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def delete_user(
+        self,
+        request: DeleteUserRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> DeleteUserReply:
+        """
+        Admins only: remove an account and end its sessions (not yourself, not the last admin).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="DeleteUser",
+                service_name="fedmetamal.v1.DashboardService",
+                input=DeleteUserRequest,
+                output=DeleteUserReply,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def change_password(
+        self,
+        request: ChangePasswordRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ChangePasswordReply:
+        """
+        Any logged-in user: change your own password (the current one is required). Your other
+        sessions end; this one stays.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ChangePassword",
+                service_name="fedmetamal.v1.DashboardService",
+                input=ChangePasswordRequest,
+                output=ChangePasswordReply,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def get_config_schema(
         self,
         request: GetConfigSchemaRequest,
@@ -487,6 +611,26 @@ class DashboardServiceSync(Protocol):
     def list_users(self, request: ListUsersRequest, ctx: RequestContext[ListUsersRequest, ListUsersReply], /) -> ListUsersReply:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def update_user(self, request: UpdateUserRequest, ctx: RequestContext[UpdateUserRequest, User], /) -> User:
+        """
+        Admins only: change a user's role and/or set a new password. Either ends that user's
+        sessions. The last admin cannot be demoted; your own password changes by ChangePassword.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def delete_user(self, request: DeleteUserRequest, ctx: RequestContext[DeleteUserRequest, DeleteUserReply], /) -> DeleteUserReply:
+        """
+        Admins only: remove an account and end its sessions (not yourself, not the last admin).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def change_password(self, request: ChangePasswordRequest, ctx: RequestContext[ChangePasswordRequest, ChangePasswordReply], /) -> ChangePasswordReply:
+        """
+        Any logged-in user: change your own password (the current one is required). Your other
+        sessions end; this one stays.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def get_config_schema(self, request: GetConfigSchemaRequest, ctx: RequestContext[GetConfigSchemaRequest, ConfigSchema], /) -> ConfigSchema:
         """
         The run configuration's JSON Schema, defaults and algorithms, to drive the New-run form.
@@ -577,6 +721,39 @@ class DashboardServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_users,
+                ),
+                "/fedmetamal.v1.DashboardService/UpdateUser": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UpdateUser",
+                        service_name="fedmetamal.v1.DashboardService",
+                        input=UpdateUserRequest,
+                        output=User,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.update_user,
+                ),
+                "/fedmetamal.v1.DashboardService/DeleteUser": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="DeleteUser",
+                        service_name="fedmetamal.v1.DashboardService",
+                        input=DeleteUserRequest,
+                        output=DeleteUserReply,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.delete_user,
+                ),
+                "/fedmetamal.v1.DashboardService/ChangePassword": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ChangePassword",
+                        service_name="fedmetamal.v1.DashboardService",
+                        input=ChangePasswordRequest,
+                        output=ChangePasswordReply,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.change_password,
                 ),
                 "/fedmetamal.v1.DashboardService/GetConfigSchema": EndpointSync.unary(
                     method=MethodInfo(
@@ -773,6 +950,77 @@ class DashboardServiceClientSync(ConnectClientSync):
                 service_name="fedmetamal.v1.DashboardService",
                 input=ListUsersRequest,
                 output=ListUsersReply,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def update_user(
+        self,
+        request: UpdateUserRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> User:
+        """
+        Admins only: change a user's role and/or set a new password. Either ends that user's
+        sessions. The last admin cannot be demoted; your own password changes by ChangePassword.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateUser",
+                service_name="fedmetamal.v1.DashboardService",
+                input=UpdateUserRequest,
+                output=User,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def delete_user(
+        self,
+        request: DeleteUserRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> DeleteUserReply:
+        """
+        Admins only: remove an account and end its sessions (not yourself, not the last admin).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="DeleteUser",
+                service_name="fedmetamal.v1.DashboardService",
+                input=DeleteUserRequest,
+                output=DeleteUserReply,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def change_password(
+        self,
+        request: ChangePasswordRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ChangePasswordReply:
+        """
+        Any logged-in user: change your own password (the current one is required). Your other
+        sessions end; this one stays.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ChangePassword",
+                service_name="fedmetamal.v1.DashboardService",
+                input=ChangePasswordRequest,
+                output=ChangePasswordReply,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

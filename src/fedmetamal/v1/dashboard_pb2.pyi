@@ -59,14 +59,18 @@ class CreateUserRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class User(_message.Message):
-    __slots__ = ("username", "role", "created_unix")
+    __slots__ = ("username", "role", "created_unix", "last_login_unix", "active_sessions")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOGIN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     username: str
     role: str
     created_unix: float
-    def __init__(self, username: _Optional[str] = ..., role: _Optional[str] = ..., created_unix: _Optional[float] = ...) -> None: ...
+    last_login_unix: float
+    active_sessions: int
+    def __init__(self, username: _Optional[str] = ..., role: _Optional[str] = ..., created_unix: _Optional[float] = ..., last_login_unix: _Optional[float] = ..., active_sessions: _Optional[int] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
     __slots__ = ()
@@ -77,6 +81,38 @@ class ListUsersReply(_message.Message):
     USERS_FIELD_NUMBER: _ClassVar[int]
     users: _containers.RepeatedCompositeFieldContainer[User]
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ...) -> None: ...
+
+class UpdateUserRequest(_message.Message):
+    __slots__ = ("username", "role", "new_password")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    role: str
+    new_password: str
+    def __init__(self, username: _Optional[str] = ..., role: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("username",)
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    def __init__(self, username: _Optional[str] = ...) -> None: ...
+
+class DeleteUserReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ChangePasswordRequest(_message.Message):
+    __slots__ = ("current_password", "new_password")
+    CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    current_password: str
+    new_password: str
+    def __init__(self, current_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class ChangePasswordReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class GetConfigSchemaRequest(_message.Message):
     __slots__ = ()

@@ -59,6 +59,21 @@ class DashboardServiceStub:
                 request_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.ListUsersReply.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/fedmetamal.v1.DashboardService/UpdateUser',
+                request_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.User.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/fedmetamal.v1.DashboardService/DeleteUser',
+                request_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.DeleteUserReply.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/fedmetamal.v1.DashboardService/ChangePassword',
+                request_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.ChangePasswordReply.FromString,
+                _registered_method=True)
         self.GetConfigSchema = channel.unary_unary(
                 '/fedmetamal.v1.DashboardService/GetConfigSchema',
                 request_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.GetConfigSchemaRequest.SerializeToString,
@@ -117,6 +132,29 @@ class DashboardServiceServicer:
 
     def ListUsers(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Admins only: change a user's role and/or set a new password. Either ends that user's
+        sessions. The last admin cannot be demoted; your own password changes by ChangePassword.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Admins only: remove an account and end its sessions (not yourself, not the last admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Any logged-in user: change your own password (the current one is required). Your other
+        sessions end; this one stays.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -181,6 +219,21 @@ def add_DashboardServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.ListUsersRequest.FromString,
                     response_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.ListUsersReply.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.UpdateUserRequest.FromString,
+                    response_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.User.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.DeleteUserRequest.FromString,
+                    response_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.DeleteUserReply.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=fedmetamal_dot_v1_dot_dashboard__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=fedmetamal_dot_v1_dot_dashboard__pb2.ChangePasswordReply.SerializeToString,
             ),
             'GetConfigSchema': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConfigSchema,
@@ -343,6 +396,87 @@ class DashboardService:
             '/fedmetamal.v1.DashboardService/ListUsers',
             fedmetamal_dot_v1_dot_dashboard__pb2.ListUsersRequest.SerializeToString,
             fedmetamal_dot_v1_dot_dashboard__pb2.ListUsersReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedmetamal.v1.DashboardService/UpdateUser',
+            fedmetamal_dot_v1_dot_dashboard__pb2.UpdateUserRequest.SerializeToString,
+            fedmetamal_dot_v1_dot_dashboard__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedmetamal.v1.DashboardService/DeleteUser',
+            fedmetamal_dot_v1_dot_dashboard__pb2.DeleteUserRequest.SerializeToString,
+            fedmetamal_dot_v1_dot_dashboard__pb2.DeleteUserReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedmetamal.v1.DashboardService/ChangePassword',
+            fedmetamal_dot_v1_dot_dashboard__pb2.ChangePasswordRequest.SerializeToString,
+            fedmetamal_dot_v1_dot_dashboard__pb2.ChangePasswordReply.FromString,
             options,
             channel_credentials,
             insecure,

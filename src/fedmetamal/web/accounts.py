@@ -17,6 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -28,11 +29,14 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     insert,
+    inspect,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fedmetamal.errors import ConfigError, FedMetaMalError
 
@@ -61,6 +65,8 @@ web_users = Table(
     Column("role", String(16), nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    # Added after the first release: nullable, so older databases gain it by ALTER TABLE.
+    Column("last_login_at", Float, nullable=True),
 )
 
 web_sessions = Table(
@@ -90,11 +96,27 @@ web_templates = Table(
 
 
 class AccountError(FedMetaMalError):
-    """A user's request about accounts that cannot be done (bad name, weak password, ...)."""
+    """A user's request about accounts that cannot be done (bad name, weak password, ...).
+
+    ``field`` names the input at fault ("username", "role", "password", "current_password"),
+    so a form can show the message next to it; "" when no single input is.
+    """
+
+    def __init__(self, problem: str, fix: str | None = None, field: str = "") -> None:
+        super().__init__(problem, fix)
+        self.field = field
 
 
 class UserExists(AccountError):
     """The user name is taken."""
+
+
+class NoSuchUser(AccountError):
+    """No account has that name."""
+
+
+class ProtectedAccount(AccountError):
+    """The change would lock people out: deleting yourself, or removing the last admin."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,9 @@ class User:
     username: str
     role: str
     created_at: float
+    last_login_at: float | None = None
+    #: Sessions open now (filled in by :meth:`Accounts.list_users` only).
+    active_sessions: int = 0
 
 
 @dataclass(frozen=True)
@@ -177,13 +202,28 @@ class Accounts:
         self.session_ttl_s = session_ttl_s
         self.session_idle_s = session_idle_s
         metadata.create_all(engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an older release up to date (web_users.last_login_at)."""
+        if "last_login_at" in {c["name"] for c in inspect(self.engine).get_columns("web_users")}:
+            return
+        try:
+            with self._writer.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE web_users ADD COLUMN last_login_at FLOAT")
+        except DBAPIError:  # another server process on the same database added it first
+            cols = {c["name"] for c in inspect(self.engine).get_columns("web_users")}
+            if "last_login_at" not in cols:
+                raise
 
     # -- users ------------------------------------------------------------------------------
     def create_user(self, username: str, password: str, role: str) -> User:
         """Add an account; refuses a taken name, an unknown role or a short password."""
         _check_username(username)
         if role not in ROLES:
-            raise AccountError(f"Unknown role '{role[:20]}'.", f"Use one of: {', '.join(ROLES)}.")
+            raise AccountError(
+                f"Unknown role '{role[:20]}'.", f"Use one of: {', '.join(ROLES)}.", "role"
+            )
         _check_password_strength(password)
         user = User(username, role, time.time())
         try:
@@ -198,31 +238,160 @@ class Accounts:
                 )
         except IntegrityError as exc:
             raise UserExists(
-                f"A user '{username}' exists already.", "Choose another name."
+                f"A user '{username}' exists already.", "Choose another name.", "username"
             ) from exc
         return user
 
     def set_password(self, username: str, password: str) -> None:
-        _check_password_strength(password)
+        """Reset a password (admin or CLI: no current password needed); every session of the
+        user ends, so whoever knew the old password is logged out."""
+        self.update_user(username, password=password)
+
+    def update_user(
+        self,
+        username: str,
+        role: str | None = None,
+        password: str | None = None,
+        actor: str | None = None,
+    ) -> User:
+        """Change a user's role and/or password, and end that user's sessions.
+
+        ``actor`` is the logged-in admin asking (None: the server's operator, by CLI or token).
+        An admin changes neither their own role (another admin must) nor their own password
+        here (:meth:`change_password` asks for the current one). The last admin stays admin.
+        """
+        if role is None and password is None:
+            raise AccountError("Nothing to change.", "Give a new role or a new password.")
+        if role is not None and role not in ROLES:
+            raise AccountError(
+                f"Unknown role '{role[:20]}'.", f"Use one of: {', '.join(ROLES)}.", "role"
+            )
+        if actor is not None and username == actor:
+            if role is not None:
+                raise ProtectedAccount(
+                    "You cannot change your own role.", "Ask another admin to do it.", "role"
+                )
+            raise ProtectedAccount(
+                "Your own password is changed with your current password, not reset.",
+                "Use 'Change my password' instead.",
+                "password",
+            )
+        values: dict[str, str] = {}
+        if password is not None:
+            _check_password_strength(password)
+            values["password_hash"] = hash_password(password)
         with self._writer.begin() as conn:
-            found = conn.execute(
+            row = self._locked_user(conn, username)
+            if role is not None and role != row.role:
+                if row.role == "admin":
+                    self._check_other_admin(conn, username, "demote")
+                values["role"] = role
+            if values:
+                conn.execute(
+                    update(web_users).where(web_users.c.username == username).values(**values)
+                )
+                conn.execute(delete(web_sessions).where(web_sessions.c.username == username))
+        return User(username, values.get("role", row.role), row.created_at, row.last_login_at)
+
+    def delete_user(self, username: str, actor: str | None = None) -> None:
+        """Remove an account and its sessions; never ``actor`` itself nor the last admin."""
+        if actor is not None and username == actor:
+            raise ProtectedAccount(
+                "You cannot delete your own account.", "Ask another admin to do it."
+            )
+        with self._writer.begin() as conn:
+            row = self._locked_user(conn, username)
+            if row.role == "admin":
+                self._check_other_admin(conn, username, "delete")
+            # explicitly: SQLite enforces ON DELETE CASCADE only with its foreign_keys pragma
+            conn.execute(delete(web_sessions).where(web_sessions.c.username == username))
+            conn.execute(delete(web_users).where(web_users.c.username == username))
+
+    def change_password(self, username: str, current: str, new: str, keep_token: str = "") -> None:
+        """A user changes their own password. The current one must be right; every other
+        session of the user ends (a stolen cookie stops working), the one with
+        ``keep_token`` stays."""
+        if not current:
+            raise AccountError("Enter your current password.", field="current_password")
+        _check_password_strength(new)
+        if new == current:
+            raise AccountError(
+                "The new password is the same as the current one.",
+                "Choose a different password.",
+                "password",
+            )
+        if self.verify(username, current) is None:
+            raise AccountError(
+                "The current password is wrong.", "Type it again.", "current_password"
+            )
+        with self._writer.begin() as conn:
+            conn.execute(
                 update(web_users)
                 .where(web_users.c.username == username)
-                .values(password_hash=hash_password(password))
-            ).rowcount
-            conn.execute(delete(web_sessions).where(web_sessions.c.username == username))
-        if not found:
-            raise AccountError(f"No user '{username[:64]}'.")
+                .values(password_hash=hash_password(new))
+            )
+            conn.execute(
+                delete(web_sessions).where(
+                    (web_sessions.c.username == username)
+                    & (web_sessions.c.token_sha256 != token_digest(keep_token))
+                )
+            )
+
+    @staticmethod
+    def _locked_user(conn: Connection, username: str) -> Any:
+        """The user's row, locked for this transaction (PostgreSQL; SQLite's write
+        transactions are exclusive anyway)."""
+        row = conn.execute(
+            select(web_users).where(web_users.c.username == username).with_for_update()
+        ).first()
+        if row is None:
+            raise NoSuchUser(
+                f"No user '{username[:64]}'.", "Check the name (list the users to see them)."
+            )
+        return row
+
+    @staticmethod
+    def _check_other_admin(conn: Connection, username: str, what: str) -> None:
+        """Refuse to ``what`` (demote, delete) ``username`` when no other admin would be left.
+        The admin rows are locked, so two admins demoting each other cannot both succeed."""
+        others = conn.execute(
+            select(web_users.c.username)
+            .where((web_users.c.role == "admin") & (web_users.c.username != username))
+            .with_for_update()
+        ).all()
+        if not others:
+            raise ProtectedAccount(
+                f"'{username}' is the last admin; you cannot {what} it.",
+                "Make another user admin first.",
+                "role" if what == "demote" else "",
+            )
 
     def get_user(self, username: str) -> User | None:
         with self.engine.begin() as conn:
             row = conn.execute(select(web_users).where(web_users.c.username == username)).first()
-        return None if row is None else User(row.username, row.role, row.created_at)
+        if row is None:
+            return None
+        return User(row.username, row.role, row.created_at, row.last_login_at)
 
-    def list_users(self) -> list[User]:
+    def list_users(self, now: float | None = None) -> list[User]:
+        """Every account, by name, with its last login and how many sessions are open now."""
+        now = time.time() if now is None else now
+        s = web_sessions.c
+        live = (
+            select(s.username, func.count().label("n"))
+            .where((s.expires_at > now) & (s.last_seen > now - self.session_idle_s))
+            .group_by(s.username)
+            .subquery()
+        )
         with self.engine.begin() as conn:
-            rows = conn.execute(select(web_users).order_by(web_users.c.username)).all()
-        return [User(r.username, r.role, r.created_at) for r in rows]
+            rows = conn.execute(
+                select(web_users, live.c.n)
+                .join_from(web_users, live, web_users.c.username == live.c.username, isouter=True)
+                .order_by(web_users.c.username)
+            ).all()
+        return [
+            User(r.username, r.role, r.created_at, r.last_login_at, int(r.n or 0)) for r in rows
+        ]
 
     def verify(self, username: str, password: str) -> User | None:
         """The user if the password is right, else None (as slow for unknown names)."""
@@ -235,7 +404,7 @@ class Accounts:
             return None
         if not check_password(password, row.password_hash):
             return None
-        return User(row.username, row.role, row.created_at)
+        return User(row.username, row.role, row.created_at, row.last_login_at)
 
     def ensure_admin(self, data_dir: Path, password_file: Path | None = None) -> Path | None:
         """Make sure the "admin" account exists.
@@ -296,6 +465,11 @@ class Accounts:
                     last_seen=now,
                     expires_at=expires,
                 )
+            )
+            conn.execute(
+                update(web_users)
+                .where(web_users.c.username == user.username)
+                .values(last_login_at=now)
             )
         return token, Session(user.username, user.role, csrf, expires)
 
@@ -364,6 +538,7 @@ def _check_username(username: str) -> None:
         raise AccountError(
             f"'{username[:64]}' is not a valid user name.",
             "Use 1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.",
+            "username",
         )
 
 
@@ -372,6 +547,9 @@ def _check_password_strength(password: str) -> None:
         raise AccountError(
             f"The password is shorter than {MIN_PASSWORD_LENGTH} characters.",
             "Choose a longer password.",
+            "password",
         )
     if len(password) > 1024:
-        raise AccountError("The password is longer than 1024 characters.")
+        raise AccountError(
+            "The password is longer than 1024 characters.", "Choose a shorter one.", "password"
+        )

@@ -15,16 +15,24 @@ import time
 from typing import Any
 
 from connectrpc.code import Code
-from connectrpc.errors import ConnectError
+from connectrpc.errors import ConnectError, ErrorDetail
 from connectrpc.request import RequestContext
+from protobuf.wkt import Any as AnyMessage
 from pydantic import ValidationError
 
 from fedmetamal.config import RunConfig
 from fedmetamal.errors import FedMetaMalError
 from fedmetamal.service.server_core import ServerCore
 from fedmetamal.v1 import dashboard_pb2 as pb
-from fedmetamal.web.accounts import AccountError, Accounts, UserExists
-from fedmetamal.web.auth import CSRF_COOKIE, SESSION_COOKIE, WebAuth
+from fedmetamal.web.accounts import (
+    AccountError,
+    Accounts,
+    NoSuchUser,
+    ProtectedAccount,
+    User,
+    UserExists,
+)
+from fedmetamal.web.auth import CSRF_COOKIE, SESSION_COOKIE, Caller, WebAuth
 from fedmetamal.web.control_connect import code_of
 
 #: Dataset sources the dashboard offers for simulated runs (built in, no path on the server).
@@ -139,21 +147,73 @@ class DashboardService:
                 request.password,
                 request.role or "viewer",
             )
-        except UserExists as err:
-            raise ConnectError(Code.ALREADY_EXISTS, str(err)) from None
         except AccountError as err:
-            raise ConnectError(Code.INVALID_ARGUMENT, str(err)) from None
-        return pb.User(username=user.username, role=user.role, created_unix=user.created_at)
+            raise account_error(err) from None
+        return _user(user)
 
     async def list_users(
         self, request: pb.ListUsersRequest, ctx: RequestContext
     ) -> pb.ListUsersReply:
-        return pb.ListUsersReply(
-            users=[
-                pb.User(username=u.username, role=u.role, created_unix=u.created_at)
-                for u in self.accounts.list_users()
-            ]
-        )
+        return pb.ListUsersReply(users=[_user(u) for u in self.accounts.list_users()])
+
+    async def update_user(self, request: pb.UpdateUserRequest, ctx: RequestContext) -> pb.User:
+        actor = _account_of(self.auth.require(ctx))
+        try:
+            user = await asyncio.to_thread(
+                self.accounts.update_user,
+                request.username.strip(),
+                request.role or None,
+                request.new_password or None,
+                actor,
+            )
+        except AccountError as err:
+            raise account_error(err) from None
+        return _user(user)
+
+    async def delete_user(
+        self, request: pb.DeleteUserRequest, ctx: RequestContext
+    ) -> pb.DeleteUserReply:
+        actor = _account_of(self.auth.require(ctx))
+        try:
+            self.accounts.delete_user(request.username.strip(), actor)
+        except AccountError as err:
+            raise account_error(err) from None
+        return pb.DeleteUserReply()
+
+    async def change_password(
+        self, request: pb.ChangePasswordRequest, ctx: RequestContext
+    ) -> pb.ChangePasswordReply:
+        caller = self.auth.require(ctx)
+        if caller.session is None:
+            raise ConnectError(
+                Code.FAILED_PRECONDITION,
+                "the operator token belongs to no account: change a user's password with "
+                "UpdateUser, or `fedmetamal users passwd NAME` on the server",
+            )
+        # A stolen session must not be a way to guess the password: wrong current passwords
+        # count like failed logins.
+        now = time.time()
+        wait = self.throttle.wait_s(caller.username, now)
+        if wait > 0:
+            raise ConnectError(
+                Code.RESOURCE_EXHAUSTED,
+                f"too many wrong passwords for '{caller.username}': try again in "
+                f"{wait / 60:.0f} min",
+            )
+        try:
+            await asyncio.to_thread(
+                self.accounts.change_password,
+                caller.username,
+                request.current_password,
+                request.new_password,
+                self.auth.session_token(ctx),
+            )
+        except AccountError as err:
+            if err.field == "current_password" and request.current_password:
+                self.throttle.failed(caller.username, now)
+            raise account_error(err) from None
+        self.throttle.succeeded(caller.username)
+        return pb.ChangePasswordReply()
 
     # -- run configuration -----------------------------------------------------------------
     async def get_config_schema(
@@ -223,6 +283,48 @@ class DashboardService:
             )
         except FedMetaMalError as err:
             raise ConnectError(code_of(err), str(err)) from None
+
+
+def account_error(err: AccountError) -> ConnectError:
+    """The Connect error for a refused account change; a FieldError detail names the input at
+    fault, so the page can show the message next to it."""
+    if isinstance(err, UserExists):
+        code = Code.ALREADY_EXISTS
+    elif isinstance(err, NoSuchUser):
+        code = Code.NOT_FOUND
+    elif isinstance(err, ProtectedAccount):
+        code = Code.FAILED_PRECONDITION
+    else:
+        code = Code.INVALID_ARGUMENT
+    details = []
+    if err.field:
+        # connectrpc packs details from its own protobuf runtime's messages; ours are
+        # google.protobuf ones, so they go in as an Any built from their bytes.
+        detail = pb.FieldError(path=err.field, message=str(err))
+        details.append(
+            ErrorDetail(
+                AnyMessage(
+                    type_url=f"type.googleapis.com/{detail.DESCRIPTOR.full_name}",
+                    value=detail.SerializeToString(),
+                )
+            )
+        )
+    return ConnectError(code, str(err), details)
+
+
+def _account_of(caller: Caller) -> str | None:
+    """The account acting (None for the operator token, which is nobody's own account)."""
+    return caller.username if caller.session is not None else None
+
+
+def _user(u: User) -> pb.User:
+    return pb.User(
+        username=u.username,
+        role=u.role,
+        created_unix=u.created_at,
+        last_login_unix=u.last_login_at or 0.0,
+        active_sessions=u.active_sessions,
+    )
 
 
 def _template(t: Any) -> pb.Template:

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fedmetamal/v1/dashboard.proto.
  */
 export const file_fedmetamal_v1_dashboard: GenFile = /*@__PURE__*/
-  fileDesc("Ch1mZWRtZXRhbWFsL3YxL2Rhc2hib2FyZC5wcm90bxINZmVkbWV0YW1hbC52MSIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiQgoKTG9naW5SZXBseRIQCgh1c2VybmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhQKDGV4cGlyZXNfdW5peBgDIAEoASIPCg1Mb2dvdXRSZXF1ZXN0Ig0KC0xvZ291dFJlcGx5Ig8KDVdob0FtSVJlcXVlc3QiVgoLV2hvQW1JUmVwbHkSEQoJbG9nZ2VkX2luGAEgASgIEhAKCHVzZXJuYW1lGAIgASgJEgwKBHJvbGUYAyABKAkSFAoMZXhwaXJlc191bml4GAQgASgBIkUKEUNyZWF0ZVVzZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEgwKBHJvbGUYAyABKAkiPAoEVXNlchIQCgh1c2VybmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhQKDGNyZWF0ZWRfdW5peBgDIAEoASISChBMaXN0VXNlcnNSZXF1ZXN0IjQKDkxpc3RVc2Vyc1JlcGx5EiIKBXVzZXJzGAEgAygLMhMuZmVkbWV0YW1hbC52MS5Vc2VyIhgKFkdldENvbmZpZ1NjaGVtYVJlcXVlc3QiXQoNQWxnb3JpdGhtSW5mbxIMCgRuYW1lGAEgASgJEg8KB3N1bW1hcnkYAiABKAkSEQoJcmVmZXJlbmNlGAMgASgJEhoKEnBhcmFtc19zY2hlbWFfanNvbhgEIAEoCSJ+CgxDb25maWdTY2hlbWESEwoLanNvbl9zY2hlbWEYASABKAkSFQoNZGVmYXVsdHNfanNvbhgCIAEoCRIwCgphbGdvcml0aG1zGAMgAygLMhwuZmVkbWV0YW1hbC52MS5BbGdvcml0aG1JbmZvEhAKCGRhdGFzZXRzGAQgAygJIj8KFVZhbGlkYXRlQ29uZmlnUmVxdWVzdBITCgtjb25maWdfanNvbhgBIAEoCRIRCglzaW11bGF0ZWQYAiABKAgiKwoKRmllbGRFcnJvchIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiaAoTVmFsaWRhdGVDb25maWdSZXBseRINCgV2YWxpZBgBIAEoCBIpCgZlcnJvcnMYAiADKAsyGS5mZWRtZXRhbWFsLnYxLkZpZWxkRXJyb3ISFwoPbm9ybWFsaXplZF9qc29uGAMgASgJIlcKCFRlbXBsYXRlEgwKBG5hbWUYASABKAkSEwoLY29uZmlnX2pzb24YAiABKAkSFAoMY3JlYXRlZF91bml4GAMgASgBEhIKCmNyZWF0ZWRfYnkYBCABKAkiOAoTU2F2ZVRlbXBsYXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2NvbmZpZ19qc29uGAIgASgJIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0IkAKEkxpc3RUZW1wbGF0ZXNSZXBseRIqCgl0ZW1wbGF0ZXMYASADKAsyFy5mZWRtZXRhbWFsLnYxLlRlbXBsYXRlIjoKEk1vZGVsUmVwb3J0UmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRISCgp0YXJnZXRfZnByGAIgASgBIjcKCFJvY1BvaW50EgsKA2ZwchgBIAEoARILCgN0cHIYAiABKAESEQoJdGhyZXNob2xkGAMgASgBInMKD0NvbmZ1c2lvbk1hdHJpeBIWCg50cnVlX3Bvc2l0aXZlcxgBIAEoBBIXCg9mYWxzZV9wb3NpdGl2ZXMYAiABKAQSFgoOdHJ1ZV9uZWdhdGl2ZXMYAyABKAQSFwoPZmFsc2VfbmVnYXRpdmVzGAQgASgEIoUDCgtNb2RlbFJlcG9ydBIQCghtb2RlbF9pZBgBIAEoCRIOCgZydW5faWQYAiABKAkSDQoFcm91bmQYAyABKA0SGQoRYXJjaGl0ZWN0dXJlX2pzb24YBCABKAkSEgoKbnVtX3BhcmFtcxgFIAEoBBIWCg5mZWF0dXJlX3NjaGVtYRgGIAEoCRISCgpuX2ZlYXR1cmVzGAcgASgNEjgKB21ldHJpY3MYCCADKAsyJy5mZWRtZXRhbWFsLnYxLk1vZGVsUmVwb3J0Lk1ldHJpY3NFbnRyeRIkCgNyb2MYCSADKAsyFy5mZWRtZXRhbWFsLnYxLlJvY1BvaW50EhEKCXRocmVzaG9sZBgKIAEoARIxCgljb25mdXNpb24YCyABKAsyHi5mZWRtZXRhbWFsLnYxLkNvbmZ1c2lvbk1hdHJpeBIUCgxldmFsdWF0ZWRfb24YDCABKAkaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiTQoWRXh0cmFjdEZlYXR1cmVzUmVxdWVzdBIQCghmaWxlbmFtZRgBIAEoCRIPCgdjb250ZW50GAIgASgMEhAKCG1vZGVsX2lkGAMgASgJIqEBChRFeHRyYWN0RmVhdHVyZXNSZXBseRIOCgZzaGEyNTYYASABKAkSDAoEc2l6ZRgCIAEoBBIRCglmaWxlX3R5cGUYAyABKAkSDQoFaXNfcGUYBCABKAgSFgoOZmVhdHVyZV9zY2hlbWEYBSABKAkSEAoIZmVhdHVyZXMYBiADKAISEAoId2FybmluZ3MYByADKAkSDQoFZXJyb3IYCCABKAkyoQYKEERhc2hib2FyZFNlcnZpY2USPwoFTG9naW4SGy5mZWRtZXRhbWFsLnYxLkxvZ2luUmVxdWVzdBoZLmZlZG1ldGFtYWwudjEuTG9naW5SZXBseRJCCgZMb2dvdXQSHC5mZWRtZXRhbWFsLnYxLkxvZ291dFJlcXVlc3QaGi5mZWRtZXRhbWFsLnYxLkxvZ291dFJlcGx5EkcKBldob0FtSRIcLmZlZG1ldGFtYWwudjEuV2hvQW1JUmVxdWVzdBoaLmZlZG1ldGFtYWwudjEuV2hvQW1JUmVwbHkiA5ACARJDCgpDcmVhdGVVc2VyEiAuZmVkbWV0YW1hbC52MS5DcmVhdGVVc2VyUmVxdWVzdBoTLmZlZG1ldGFtYWwudjEuVXNlchJLCglMaXN0VXNlcnMSHy5mZWRtZXRhbWFsLnYxLkxpc3RVc2Vyc1JlcXVlc3QaHS5mZWRtZXRhbWFsLnYxLkxpc3RVc2Vyc1JlcGx5EloKD0dldENvbmZpZ1NjaGVtYRIlLmZlZG1ldGFtYWwudjEuR2V0Q29uZmlnU2NoZW1hUmVxdWVzdBobLmZlZG1ldGFtYWwudjEuQ29uZmlnU2NoZW1hIgOQAgESWgoOVmFsaWRhdGVDb25maWcSJC5mZWRtZXRhbWFsLnYxLlZhbGlkYXRlQ29uZmlnUmVxdWVzdBoiLmZlZG1ldGFtYWwudjEuVmFsaWRhdGVDb25maWdSZXBseRJLCgxTYXZlVGVtcGxhdGUSIi5mZWRtZXRhbWFsLnYxLlNhdmVUZW1wbGF0ZVJlcXVlc3QaFy5mZWRtZXRhbWFsLnYxLlRlbXBsYXRlElcKDUxpc3RUZW1wbGF0ZXMSIy5mZWRtZXRhbWFsLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0GiEuZmVkbWV0YW1hbC52MS5MaXN0VGVtcGxhdGVzUmVwbHkSTwoOR2V0TW9kZWxSZXBvcnQSIS5mZWRtZXRhbWFsLnYxLk1vZGVsUmVwb3J0UmVxdWVzdBoaLmZlZG1ldGFtYWwudjEuTW9kZWxSZXBvcnQybgoNRGV0ZWN0U2VydmljZRJdCg9FeHRyYWN0RmVhdHVyZXMSJS5mZWRtZXRhbWFsLnYxLkV4dHJhY3RGZWF0dXJlc1JlcXVlc3QaIy5mZWRtZXRhbWFsLnYxLkV4dHJhY3RGZWF0dXJlc1JlcGx5YgZwcm90bzM");
+  fileDesc("Ch1mZWRtZXRhbWFsL3YxL2Rhc2hib2FyZC5wcm90bxINZmVkbWV0YW1hbC52MSIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiQgoKTG9naW5SZXBseRIQCgh1c2VybmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhQKDGV4cGlyZXNfdW5peBgDIAEoASIPCg1Mb2dvdXRSZXF1ZXN0Ig0KC0xvZ291dFJlcGx5Ig8KDVdob0FtSVJlcXVlc3QiVgoLV2hvQW1JUmVwbHkSEQoJbG9nZ2VkX2luGAEgASgIEhAKCHVzZXJuYW1lGAIgASgJEgwKBHJvbGUYAyABKAkSFAoMZXhwaXJlc191bml4GAQgASgBIkUKEUNyZWF0ZVVzZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEgwKBHJvbGUYAyABKAkibgoEVXNlchIQCgh1c2VybmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhQKDGNyZWF0ZWRfdW5peBgDIAEoARIXCg9sYXN0X2xvZ2luX3VuaXgYBCABKAESFwoPYWN0aXZlX3Nlc3Npb25zGAUgASgNIhIKEExpc3RVc2Vyc1JlcXVlc3QiNAoOTGlzdFVzZXJzUmVwbHkSIgoFdXNlcnMYASADKAsyEy5mZWRtZXRhbWFsLnYxLlVzZXIiSQoRVXBkYXRlVXNlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSDAoEcm9sZRgCIAEoCRIUCgxuZXdfcGFzc3dvcmQYAyABKAkiJQoRRGVsZXRlVXNlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkiEQoPRGVsZXRlVXNlclJlcGx5IkcKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIVChNDaGFuZ2VQYXNzd29yZFJlcGx5IhgKFkdldENvbmZpZ1NjaGVtYVJlcXVlc3QiXQoNQWxnb3JpdGhtSW5mbxIMCgRuYW1lGAEgASgJEg8KB3N1bW1hcnkYAiABKAkSEQoJcmVmZXJlbmNlGAMgASgJEhoKEnBhcmFtc19zY2hlbWFfanNvbhgEIAEoCSJ+CgxDb25maWdTY2hlbWESEwoLanNvbl9zY2hlbWEYASABKAkSFQoNZGVmYXVsdHNfanNvbhgCIAEoCRIwCgphbGdvcml0aG1zGAMgAygLMhwuZmVkbWV0YW1hbC52MS5BbGdvcml0aG1JbmZvEhAKCGRhdGFzZXRzGAQgAygJIj8KFVZhbGlkYXRlQ29uZmlnUmVxdWVzdBITCgtjb25maWdfanNvbhgBIAEoCRIRCglzaW11bGF0ZWQYAiABKAgiKwoKRmllbGRFcnJvchIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiaAoTVmFsaWRhdGVDb25maWdSZXBseRINCgV2YWxpZBgBIAEoCBIpCgZlcnJvcnMYAiADKAsyGS5mZWRtZXRhbWFsLnYxLkZpZWxkRXJyb3ISFwoPbm9ybWFsaXplZF9qc29uGAMgASgJIlcKCFRlbXBsYXRlEgwKBG5hbWUYASABKAkSEwoLY29uZmlnX2pzb24YAiABKAkSFAoMY3JlYXRlZF91bml4GAMgASgBEhIKCmNyZWF0ZWRfYnkYBCABKAkiOAoTU2F2ZVRlbXBsYXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2NvbmZpZ19qc29uGAIgASgJIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0IkAKEkxpc3RUZW1wbGF0ZXNSZXBseRIqCgl0ZW1wbGF0ZXMYASADKAsyFy5mZWRtZXRhbWFsLnYxLlRlbXBsYXRlIjoKEk1vZGVsUmVwb3J0UmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRISCgp0YXJnZXRfZnByGAIgASgBIjcKCFJvY1BvaW50EgsKA2ZwchgBIAEoARILCgN0cHIYAiABKAESEQoJdGhyZXNob2xkGAMgASgBInMKD0NvbmZ1c2lvbk1hdHJpeBIWCg50cnVlX3Bvc2l0aXZlcxgBIAEoBBIXCg9mYWxzZV9wb3NpdGl2ZXMYAiABKAQSFgoOdHJ1ZV9uZWdhdGl2ZXMYAyABKAQSFwoPZmFsc2VfbmVnYXRpdmVzGAQgASgEIoUDCgtNb2RlbFJlcG9ydBIQCghtb2RlbF9pZBgBIAEoCRIOCgZydW5faWQYAiABKAkSDQoFcm91bmQYAyABKA0SGQoRYXJjaGl0ZWN0dXJlX2pzb24YBCABKAkSEgoKbnVtX3BhcmFtcxgFIAEoBBIWCg5mZWF0dXJlX3NjaGVtYRgGIAEoCRISCgpuX2ZlYXR1cmVzGAcgASgNEjgKB21ldHJpY3MYCCADKAsyJy5mZWRtZXRhbWFsLnYxLk1vZGVsUmVwb3J0Lk1ldHJpY3NFbnRyeRIkCgNyb2MYCSADKAsyFy5mZWRtZXRhbWFsLnYxLlJvY1BvaW50EhEKCXRocmVzaG9sZBgKIAEoARIxCgljb25mdXNpb24YCyABKAsyHi5mZWRtZXRhbWFsLnYxLkNvbmZ1c2lvbk1hdHJpeBIUCgxldmFsdWF0ZWRfb24YDCABKAkaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiTQoWRXh0cmFjdEZlYXR1cmVzUmVxdWVzdBIQCghmaWxlbmFtZRgBIAEoCRIPCgdjb250ZW50GAIgASgMEhAKCG1vZGVsX2lkGAMgASgJIqEBChRFeHRyYWN0RmVhdHVyZXNSZXBseRIOCgZzaGEyNTYYASABKAkSDAoEc2l6ZRgCIAEoBBIRCglmaWxlX3R5cGUYAyABKAkSDQoFaXNfcGUYBCABKAgSFgoOZmVhdHVyZV9zY2hlbWEYBSABKAkSEAoIZmVhdHVyZXMYBiADKAISEAoId2FybmluZ3MYByADKAkSDQoFZXJyb3IYCCABKAkykggKEERhc2hib2FyZFNlcnZpY2USPwoFTG9naW4SGy5mZWRtZXRhbWFsLnYxLkxvZ2luUmVxdWVzdBoZLmZlZG1ldGFtYWwudjEuTG9naW5SZXBseRJCCgZMb2dvdXQSHC5mZWRtZXRhbWFsLnYxLkxvZ291dFJlcXVlc3QaGi5mZWRtZXRhbWFsLnYxLkxvZ291dFJlcGx5EkcKBldob0FtSRIcLmZlZG1ldGFtYWwudjEuV2hvQW1JUmVxdWVzdBoaLmZlZG1ldGFtYWwudjEuV2hvQW1JUmVwbHkiA5ACARJDCgpDcmVhdGVVc2VyEiAuZmVkbWV0YW1hbC52MS5DcmVhdGVVc2VyUmVxdWVzdBoTLmZlZG1ldGFtYWwudjEuVXNlchJLCglMaXN0VXNlcnMSHy5mZWRtZXRhbWFsLnYxLkxpc3RVc2Vyc1JlcXVlc3QaHS5mZWRtZXRhbWFsLnYxLkxpc3RVc2Vyc1JlcGx5EkMKClVwZGF0ZVVzZXISIC5mZWRtZXRhbWFsLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0GhMuZmVkbWV0YW1hbC52MS5Vc2VyEk4KCkRlbGV0ZVVzZXISIC5mZWRtZXRhbWFsLnYxLkRlbGV0ZVVzZXJSZXF1ZXN0Gh4uZmVkbWV0YW1hbC52MS5EZWxldGVVc2VyUmVwbHkSWgoOQ2hhbmdlUGFzc3dvcmQSJC5mZWRtZXRhbWFsLnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBoiLmZlZG1ldGFtYWwudjEuQ2hhbmdlUGFzc3dvcmRSZXBseRJaCg9HZXRDb25maWdTY2hlbWESJS5mZWRtZXRhbWFsLnYxLkdldENvbmZpZ1NjaGVtYVJlcXVlc3QaGy5mZWRtZXRhbWFsLnYxLkNvbmZpZ1NjaGVtYSIDkAIBEloKDlZhbGlkYXRlQ29uZmlnEiQuZmVkbWV0YW1hbC52MS5WYWxpZGF0ZUNvbmZpZ1JlcXVlc3QaIi5mZWRtZXRhbWFsLnYxLlZhbGlkYXRlQ29uZmlnUmVwbHkSSwoMU2F2ZVRlbXBsYXRlEiIuZmVkbWV0YW1hbC52MS5TYXZlVGVtcGxhdGVSZXF1ZXN0GhcuZmVkbWV0YW1hbC52MS5UZW1wbGF0ZRJXCg1MaXN0VGVtcGxhdGVzEiMuZmVkbWV0YW1hbC52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBohLmZlZG1ldGFtYWwudjEuTGlzdFRlbXBsYXRlc1JlcGx5Ek8KDkdldE1vZGVsUmVwb3J0EiEuZmVkbWV0YW1hbC52MS5Nb2RlbFJlcG9ydFJlcXVlc3QaGi5mZWRtZXRhbWFsLnYxLk1vZGVsUmVwb3J0Mm4KDURldGVjdFNlcnZpY2USXQoPRXh0cmFjdEZlYXR1cmVzEiUuZmVkbWV0YW1hbC52MS5FeHRyYWN0RmVhdHVyZXNSZXF1ZXN0GiMuZmVkbWV0YW1hbC52MS5FeHRyYWN0RmVhdHVyZXNSZXBseWIGcHJvdG8z");
 
 /**
  * @generated from message fedmetamal.v1.LoginRequest
@@ -184,6 +184,20 @@ export type User = Message<"fedmetamal.v1.User"> & {
    * @generated from field: double created_unix = 3;
    */
   createdUnix: number;
+
+  /**
+   * 0: never logged in
+   *
+   * @generated from field: double last_login_unix = 4;
+   */
+  lastLoginUnix: number;
+
+  /**
+   * browser sessions open now
+   *
+   * @generated from field: uint32 active_sessions = 5;
+   */
+  activeSessions: number;
 };
 
 /**
@@ -224,6 +238,102 @@ export const ListUsersReplySchema: GenMessage<ListUsersReply> = /*@__PURE__*/
   messageDesc(file_fedmetamal_v1_dashboard, 9);
 
 /**
+ * @generated from message fedmetamal.v1.UpdateUserRequest
+ */
+export type UpdateUserRequest = Message<"fedmetamal.v1.UpdateUserRequest"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * "" keeps the role
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * "" keeps the password
+   *
+   * @generated from field: string new_password = 3;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message fedmetamal.v1.UpdateUserRequest.
+ * Use `create(UpdateUserRequestSchema)` to create a new message.
+ */
+export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_dashboard, 10);
+
+/**
+ * @generated from message fedmetamal.v1.DeleteUserRequest
+ */
+export type DeleteUserRequest = Message<"fedmetamal.v1.DeleteUserRequest"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message fedmetamal.v1.DeleteUserRequest.
+ * Use `create(DeleteUserRequestSchema)` to create a new message.
+ */
+export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_dashboard, 11);
+
+/**
+ * @generated from message fedmetamal.v1.DeleteUserReply
+ */
+export type DeleteUserReply = Message<"fedmetamal.v1.DeleteUserReply"> & {
+};
+
+/**
+ * Describes the message fedmetamal.v1.DeleteUserReply.
+ * Use `create(DeleteUserReplySchema)` to create a new message.
+ */
+export const DeleteUserReplySchema: GenMessage<DeleteUserReply> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_dashboard, 12);
+
+/**
+ * @generated from message fedmetamal.v1.ChangePasswordRequest
+ */
+export type ChangePasswordRequest = Message<"fedmetamal.v1.ChangePasswordRequest"> & {
+  /**
+   * @generated from field: string current_password = 1;
+   */
+  currentPassword: string;
+
+  /**
+   * @generated from field: string new_password = 2;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message fedmetamal.v1.ChangePasswordRequest.
+ * Use `create(ChangePasswordRequestSchema)` to create a new message.
+ */
+export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_dashboard, 13);
+
+/**
+ * @generated from message fedmetamal.v1.ChangePasswordReply
+ */
+export type ChangePasswordReply = Message<"fedmetamal.v1.ChangePasswordReply"> & {
+};
+
+/**
+ * Describes the message fedmetamal.v1.ChangePasswordReply.
+ * Use `create(ChangePasswordReplySchema)` to create a new message.
+ */
+export const ChangePasswordReplySchema: GenMessage<ChangePasswordReply> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_dashboard, 14);
+
+/**
  * @generated from message fedmetamal.v1.GetConfigSchemaRequest
  */
 export type GetConfigSchemaRequest = Message<"fedmetamal.v1.GetConfigSchemaRequest"> & {
@@ -234,7 +344,7 @@ export type GetConfigSchemaRequest = Message<"fedmetamal.v1.GetConfigSchemaReque
  * Use `create(GetConfigSchemaRequestSchema)` to create a new message.
  */
 export const GetConfigSchemaRequestSchema: GenMessage<GetConfigSchemaRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 10);
+  messageDesc(file_fedmetamal_v1_dashboard, 15);
 
 /**
  * @generated from message fedmetamal.v1.AlgorithmInfo
@@ -268,7 +378,7 @@ export type AlgorithmInfo = Message<"fedmetamal.v1.AlgorithmInfo"> & {
  * Use `create(AlgorithmInfoSchema)` to create a new message.
  */
 export const AlgorithmInfoSchema: GenMessage<AlgorithmInfo> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 11);
+  messageDesc(file_fedmetamal_v1_dashboard, 16);
 
 /**
  * @generated from message fedmetamal.v1.ConfigSchema
@@ -306,7 +416,7 @@ export type ConfigSchema = Message<"fedmetamal.v1.ConfigSchema"> & {
  * Use `create(ConfigSchemaSchema)` to create a new message.
  */
 export const ConfigSchemaSchema: GenMessage<ConfigSchema> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 12);
+  messageDesc(file_fedmetamal_v1_dashboard, 17);
 
 /**
  * @generated from message fedmetamal.v1.ValidateConfigRequest
@@ -330,7 +440,7 @@ export type ValidateConfigRequest = Message<"fedmetamal.v1.ValidateConfigRequest
  * Use `create(ValidateConfigRequestSchema)` to create a new message.
  */
 export const ValidateConfigRequestSchema: GenMessage<ValidateConfigRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 13);
+  messageDesc(file_fedmetamal_v1_dashboard, 18);
 
 /**
  * @generated from message fedmetamal.v1.FieldError
@@ -354,7 +464,7 @@ export type FieldError = Message<"fedmetamal.v1.FieldError"> & {
  * Use `create(FieldErrorSchema)` to create a new message.
  */
 export const FieldErrorSchema: GenMessage<FieldError> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 14);
+  messageDesc(file_fedmetamal_v1_dashboard, 19);
 
 /**
  * @generated from message fedmetamal.v1.ValidateConfigReply
@@ -383,7 +493,7 @@ export type ValidateConfigReply = Message<"fedmetamal.v1.ValidateConfigReply"> &
  * Use `create(ValidateConfigReplySchema)` to create a new message.
  */
 export const ValidateConfigReplySchema: GenMessage<ValidateConfigReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 15);
+  messageDesc(file_fedmetamal_v1_dashboard, 20);
 
 /**
  * @generated from message fedmetamal.v1.Template
@@ -415,7 +525,7 @@ export type Template = Message<"fedmetamal.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 16);
+  messageDesc(file_fedmetamal_v1_dashboard, 21);
 
 /**
  * @generated from message fedmetamal.v1.SaveTemplateRequest
@@ -437,7 +547,7 @@ export type SaveTemplateRequest = Message<"fedmetamal.v1.SaveTemplateRequest"> &
  * Use `create(SaveTemplateRequestSchema)` to create a new message.
  */
 export const SaveTemplateRequestSchema: GenMessage<SaveTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 17);
+  messageDesc(file_fedmetamal_v1_dashboard, 22);
 
 /**
  * @generated from message fedmetamal.v1.ListTemplatesRequest
@@ -450,7 +560,7 @@ export type ListTemplatesRequest = Message<"fedmetamal.v1.ListTemplatesRequest">
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 18);
+  messageDesc(file_fedmetamal_v1_dashboard, 23);
 
 /**
  * @generated from message fedmetamal.v1.ListTemplatesReply
@@ -467,7 +577,7 @@ export type ListTemplatesReply = Message<"fedmetamal.v1.ListTemplatesReply"> & {
  * Use `create(ListTemplatesReplySchema)` to create a new message.
  */
 export const ListTemplatesReplySchema: GenMessage<ListTemplatesReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 19);
+  messageDesc(file_fedmetamal_v1_dashboard, 24);
 
 /**
  * @generated from message fedmetamal.v1.ModelReportRequest
@@ -491,7 +601,7 @@ export type ModelReportRequest = Message<"fedmetamal.v1.ModelReportRequest"> & {
  * Use `create(ModelReportRequestSchema)` to create a new message.
  */
 export const ModelReportRequestSchema: GenMessage<ModelReportRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 20);
+  messageDesc(file_fedmetamal_v1_dashboard, 25);
 
 /**
  * @generated from message fedmetamal.v1.RocPoint
@@ -518,7 +628,7 @@ export type RocPoint = Message<"fedmetamal.v1.RocPoint"> & {
  * Use `create(RocPointSchema)` to create a new message.
  */
 export const RocPointSchema: GenMessage<RocPoint> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 21);
+  messageDesc(file_fedmetamal_v1_dashboard, 26);
 
 /**
  * @generated from message fedmetamal.v1.ConfusionMatrix
@@ -550,7 +660,7 @@ export type ConfusionMatrix = Message<"fedmetamal.v1.ConfusionMatrix"> & {
  * Use `create(ConfusionMatrixSchema)` to create a new message.
  */
 export const ConfusionMatrixSchema: GenMessage<ConfusionMatrix> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 22);
+  messageDesc(file_fedmetamal_v1_dashboard, 27);
 
 /**
  * @generated from message fedmetamal.v1.ModelReport
@@ -630,7 +740,7 @@ export type ModelReport = Message<"fedmetamal.v1.ModelReport"> & {
  * Use `create(ModelReportSchema)` to create a new message.
  */
 export const ModelReportSchema: GenMessage<ModelReport> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 23);
+  messageDesc(file_fedmetamal_v1_dashboard, 28);
 
 /**
  * @generated from message fedmetamal.v1.ExtractFeaturesRequest
@@ -661,7 +771,7 @@ export type ExtractFeaturesRequest = Message<"fedmetamal.v1.ExtractFeaturesReque
  * Use `create(ExtractFeaturesRequestSchema)` to create a new message.
  */
 export const ExtractFeaturesRequestSchema: GenMessage<ExtractFeaturesRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 24);
+  messageDesc(file_fedmetamal_v1_dashboard, 29);
 
 /**
  * @generated from message fedmetamal.v1.ExtractFeaturesReply
@@ -719,7 +829,7 @@ export type ExtractFeaturesReply = Message<"fedmetamal.v1.ExtractFeaturesReply">
  * Use `create(ExtractFeaturesReplySchema)` to create a new message.
  */
 export const ExtractFeaturesReplySchema: GenMessage<ExtractFeaturesReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_dashboard, 25);
+  messageDesc(file_fedmetamal_v1_dashboard, 30);
 
 /**
  * @generated from service fedmetamal.v1.DashboardService
@@ -768,6 +878,38 @@ export const DashboardService: GenService<{
     methodKind: "unary";
     input: typeof ListUsersRequestSchema;
     output: typeof ListUsersReplySchema;
+  },
+  /**
+   * Admins only: change a user's role and/or set a new password. Either ends that user's
+   * sessions. The last admin cannot be demoted; your own password changes by ChangePassword.
+   *
+   * @generated from rpc fedmetamal.v1.DashboardService.UpdateUser
+   */
+  updateUser: {
+    methodKind: "unary";
+    input: typeof UpdateUserRequestSchema;
+    output: typeof UserSchema;
+  },
+  /**
+   * Admins only: remove an account and end its sessions (not yourself, not the last admin).
+   *
+   * @generated from rpc fedmetamal.v1.DashboardService.DeleteUser
+   */
+  deleteUser: {
+    methodKind: "unary";
+    input: typeof DeleteUserRequestSchema;
+    output: typeof DeleteUserReplySchema;
+  },
+  /**
+   * Any logged-in user: change your own password (the current one is required). Your other
+   * sessions end; this one stays.
+   *
+   * @generated from rpc fedmetamal.v1.DashboardService.ChangePassword
+   */
+  changePassword: {
+    methodKind: "unary";
+    input: typeof ChangePasswordRequestSchema;
+    output: typeof ChangePasswordReplySchema;
   },
   /**
    * The run configuration's JSON Schema, defaults and algorithms, to drive the New-run form.
