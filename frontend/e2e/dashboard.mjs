@@ -174,12 +174,24 @@ await main(async (browser) => {
   await page.waitForSelector("text=non-IID index");
   await shot(page, "run");
 
-  // Reload: the charts refill from the server's history.
+  // Reload: the charts, the log and the participation timeline refill from the server's history.
+  const listEvents = page.waitForResponse((r) => r.url().endsWith("/fedmetamal.v1.ControlService/ListEvents"), { timeout: 20000 });
   await page.reload();
   await page.waitForSelector(".progress-row strong");
   const maxLive = Math.min(...out.chartsLive.map((c) => c.points));
   out.chartsAfterReload = await waitChartsDrawn(page, maxLive);
   out.run1ProgressAfterReload = await progressText(page);
+  out.listEventsStatus = (await listEvents).status();
+  await page.waitForSelector("ol.log li:has-text('[round_finished]')", { timeout: 15000 });
+  out.logAfterReload = await page.locator("ol.log li").allInnerTexts();
+  out.timeline = await page.evaluate(() => ({
+    columns: [...document.querySelectorAll("table.timeline thead th[data-round]")].map((th) => Number(th.dataset.round)),
+    rows: [...document.querySelectorAll("table.timeline tbody tr")].map((tr) => ({
+      id: tr.querySelector("th")?.dataset.participant ?? "",
+      cells: [...tr.querySelectorAll("td")].map((td) => td.dataset.state),
+      labelled: [...tr.querySelectorAll("td [role=img]")].every((s) => (s.getAttribute("aria-label") ?? "").includes("round")),
+    })),
+  }));
   await waitLive(page);
 
   // The model of run 1's last round.
@@ -190,18 +202,18 @@ await main(async (browser) => {
     modelId: await page.inputValue("#model-pick"),
     threshold: (await page.textContent(".stat:has(.label:has-text('threshold')) .value")).trim(),
     cm: (await page.locator("table.cm td.num").allInnerTexts()).map((s) => s.trim()),
-    rates: (await page.textContent("table.cm + p")).trim(),
+    rates: (await page.textContent(".table-wrap:has(table.cm) + p")).trim(),
     params: (await page.textContent(".stat:has(.label:has-text('parameters')) .value")).trim(),
     schema: (await page.textContent(".stat:has(.label:has-text('feature schema')) .value")).trim(),
     roc: (await chartPoints(page)).find((c) => c.label === "ROC curve") ?? null,
   });
   const model1 = await readModel();
   await page.fill("#fpr", "10");
-  await page.waitForFunction((old) => document.querySelector("table.cm + p")?.textContent.trim() !== old, model1.rates, { timeout: 15000 });
+  await page.waitForFunction((old) => document.querySelector(".table-wrap:has(table.cm) + p")?.textContent.trim() !== old, model1.rates, { timeout: 15000 });
   const model2 = await readModel();
   out.model = { atDefault: model1, atFpr10: model2 };
   await page.fill("#fpr", "1");
-  await page.waitForFunction((old) => document.querySelector("table.cm + p")?.textContent.trim() !== old, model2.rates, { timeout: 15000 });
+  await page.waitForFunction((old) => document.querySelector(".table-wrap:has(table.cm) + p")?.textContent.trim() !== old, model2.rates, { timeout: 15000 });
   out.model.atFpr1 = await readModel();
   await shot(page, "model");
 

@@ -227,6 +227,43 @@ def runs_watch(
             console.print(f"[{style}]{line}[/]" if style else line, highlight=False)
 
 
+@runs_app.command("events")
+@connected
+def runs_events(
+    client: ControlClient,
+    run_id: RunIdArg,
+    limit: Annotated[int, typer.Option(help="Events to show (at most 1000).")] = 50,
+    before: Annotated[
+        int, typer.Option(help="Only events older than this sequence number (pages back).")
+    ] = 0,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", help="Only this kind, e.g. round_finished (repeat for more)."),
+    ] = None,
+) -> None:
+    """A run's stored events, the newest last; unlike `watch` it returns at once."""
+    if not 1 <= limit <= 1000:
+        raise typer.BadParameter(f"must be 1 to 1000, not {limit}", param_hint="--limit")
+    reply = client.list_events(run_id, before, limit, kind or [])
+    table = Table("seq", "time", "kind", "round", "participant", "state", "message")
+    for ev in reversed(reply.events):
+        style = {"warning": "yellow", "error": "red"}.get(ev.level)
+        table.add_row(
+            str(ev.seq),
+            _when(ev.time_unix),
+            ev.kind,
+            str(ev.round or ""),
+            ev.participant_id,
+            ev.state,
+            ev.message,
+            style=style,
+        )
+    console.print(table)
+    if reply.has_more:
+        oldest = reply.events[-1].seq
+        console.print(f"older events: --before {oldest}", highlight=False)
+
+
 # -- participants ------------------------------------------------------------------------------
 ParticipantArg = Annotated[str, typer.Argument(help="The participant (see `participants list`).")]
 

@@ -240,6 +240,21 @@ def test_operator_runs_watches_inspects_detects_and_compares_in_the_browser(
     reloaded = {c["label"]: c["points"] for c in r["chartsAfterReload"]}
     assert reloaded == live_points
     assert r["run1ProgressAfterReload"] == f"{ROUNDS} / {ROUNDS} rounds"
+    # ... and so does the log (ListEvents history merged with the stream: each event once) ...
+    assert r["listEventsStatus"] == 200
+    after = r["logAfterReload"]
+    assert sum("[round_finished]" in line for line in after) == ROUNDS, after
+    assert any("[run_state]" in line and "created" in line for line in after), after
+    # ... and the timeline: one row per participant, one column per finished round.
+    with dashboard.control() as c:
+        people = set(c.run_action("Get", r["run1"]).participant_ids)
+        people |= {p for rnd in c.list_rounds(r["run1"]) for p in rnd.sampled}
+    timeline = r["timeline"]
+    assert timeline["columns"] == list(range(1, ROUNDS + 1)), timeline
+    assert sorted(row["id"] for row in timeline["rows"]) == sorted(people), timeline
+    for row in timeline["rows"]:
+        assert len(row["cells"]) == ROUNDS and row["labelled"], row
+        assert set(row["cells"]) <= {"reported", "rejected", "dropped", "out"}, row
 
     # The model page: ROC, confusion matrix, the threshold moving with the target FPR.
     m = r["model"]

@@ -19,7 +19,14 @@ from fedmetamal.service.records import (
     RoundRow,
     RunRecord,
 )
-from fedmetamal.service.store import NotFound, RoundExists, Store, StoreError, TokenRefused
+from fedmetamal.service.store import (
+    NotFound,
+    RoundExists,
+    Store,
+    StoreError,
+    TokenRefused,
+    events_before_query,
+)
 
 T0 = 1_700_000_000.25
 
@@ -423,6 +430,39 @@ def test_events_seq_filter_and_limit(store: Store) -> None:
     assert store.events_after(0, run_id="r1") == [first, second]
     assert store.events_after(0, limit=2) == [first, second]
     assert store.events_after(third.seq) == []
+
+
+def test_events_before_pages_back_newest_first(store: Store) -> None:
+    made = [
+        store.add_event(
+            EventRecord(kind="log" if i % 3 else "round_finished", time=T0 + i, run_id=f"r{i % 2}")
+        )
+        for i in range(12)
+    ]
+    r0 = [e for e in made if e.run_id == "r0"]
+    assert store.events_before(None, "r0", 100) == r0[::-1]
+    first = store.events_before(None, "r0", 4)
+    assert first == r0[::-1][:4]
+    assert store.events_before(first[-1].seq, "r0", 4) == r0[::-1][4:]
+    assert store.events_before(None, None, 3) == made[::-1][:3]
+    finished = store.events_before(None, None, 100, ["round_finished"])
+    assert finished == [e for e in made[::-1] if e.kind == "round_finished"]
+    assert store.events_before(made[0].seq, None, 10) == []
+    assert store.events_before(None, "other", 10) == []
+
+
+def test_events_before_walks_an_index_backwards(store: Store) -> None:
+    """The log's history must not sort the events table: pages read an index backwards."""
+    if store.dialect != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    from sqlalchemy import text
+
+    for run_id, index in (("r1", "ix_events_run_seq"), (None, "INTEGER PRIMARY KEY")):
+        query = events_before_query(100, run_id, 201, ["log", "round_finished"])
+        sql = str(query.compile(store._engine, compile_kwargs={"literal_binds": True}))
+        with store._engine.connect() as conn:
+            plan = " ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+        assert index in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_concurrent_events_get_distinct_increasing_seqs(store: Store) -> None:

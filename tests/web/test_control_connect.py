@@ -235,3 +235,73 @@ def test_simulated_runs_are_created_through_the_same_call(web: Web) -> None:
     ).state == ("stopped")
     viewer = web.login(*VIEWER)
     assert viewer.code("ControlService", "CreateRun", req, control_pb2.Run) == "permission_denied"
+
+
+def test_list_events_pages_the_history_for_admins_and_viewers(web: Web) -> None:
+    admin = web.login()
+    core = web.thread.core
+    cfg = small_config().model_dump_json()
+    run_id = web.thread.run_sync(lambda: core.create_run("history", cfg, []).run_id)
+    other = web.thread.run_sync(lambda: core.create_run("other", cfg, []).run_id)
+
+    def fill() -> list[int]:
+        seqs = []
+        for i in range(12):
+            seqs.append(core.bus.publish("log", f"h {i}", run_id=run_id).seq)
+            core.bus.publish("log", f"o {i}", run_id=other)
+            if i % 4 == 3:
+                seqs.append(core.bus.publish("round_finished", f"r {i}", run_id=run_id).seq)
+        return seqs
+
+    made = web.thread.run_sync(fill)
+    viewer = web.login(*VIEWER)  # a viewer reads the log too
+    for who in (admin, viewer):
+        got: list[int] = []
+        before = 0
+        while True:
+            page = _call(
+                who,
+                "ListEvents",
+                control_pb2.ListEventsRequest(run_id=run_id, before_seq=before, limit=5),
+                control_pb2.ListEventsReply,
+            )
+            assert {e.run_id for e in page.events} == {run_id}
+            got += [e.seq for e in page.events]
+            if not page.has_more:
+                break
+            before = page.events[-1].seq
+        assert got[:-1] == made[::-1] and len(got) == len(made) + 1  # + "created"
+    rounds = _call(
+        viewer,
+        "ListEvents",
+        control_pb2.ListEventsRequest(run_id=run_id, kinds=["round_finished"]),
+        control_pb2.ListEventsReply,
+    )
+    assert [e.message for e in rounds.events] == ["r 11", "r 7", "r 3"] and not rounds.has_more
+    everything = _call(
+        viewer, "ListEvents", control_pb2.ListEventsRequest(), control_pb2.ListEventsReply
+    )
+    assert {run_id, other} <= {e.run_id for e in everything.events}
+    r = viewer.call(
+        "ControlService",
+        "ListEvents",
+        control_pb2.ListEventsRequest(run_id=run_id, limit=5000),
+        control_pb2.ListEventsReply,
+    )
+    assert r.error["code"] == "invalid_argument" and "at most 1000" in r.error["message"]
+    r = viewer.call(
+        "ControlService",
+        "ListEvents",
+        control_pb2.ListEventsRequest(run_id="gone"),
+        control_pb2.ListEventsReply,
+    )
+    assert r.error["code"] == "not_found" and "No run 'gone'" in r.error["message"]
+    assert (
+        web.browser().code(
+            "ControlService",
+            "ListEvents",
+            control_pb2.ListEventsRequest(),
+            control_pb2.ListEventsReply,
+        )
+        == "unauthenticated"
+    )

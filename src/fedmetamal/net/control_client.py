@@ -127,6 +127,15 @@ class ControlClient:
         except grpc.RpcError as err:
             raise _error(err, self.server) from None
 
+    def list_events(
+        self, run_id: str = "", before_seq: int = 0, limit: int = 0, kinds: list[str] | None = None
+    ) -> control_pb2.ListEventsReply:
+        """One page of stored events, newest first (``before_seq`` pages back)."""
+        req = control_pb2.ListEventsRequest(
+            run_id=run_id, before_seq=before_seq, limit=limit, kinds=kinds or []
+        )
+        return self.call("ListEvents", req)
+
     def list_participants(self) -> list[control_pb2.Participant]:
         return list(
             self.call("ListParticipants", control_pb2.ListParticipantsRequest()).participants

@@ -20,7 +20,7 @@ from fedmetamal import __version__
 from fedmetamal.errors import ConfigError, FedMetaMalError
 from fedmetamal.net.auth import PROTOCOL_VERSION, AuthError, check_operator, metadata_dict
 from fedmetamal.net.payload import encode, file_chunks
-from fedmetamal.service.events import WatcherTooSlow
+from fedmetamal.service.events import EventPage, WatcherTooSlow, list_events
 from fedmetamal.service.participants import ParticipantView
 from fedmetamal.service.records import EventRecord, ModelRecord, RoundRow, RunRecord
 from fedmetamal.service.run_heterogeneity import stored_report
@@ -130,6 +130,18 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 yield event_message(ev)
         except WatcherTooSlow as err:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+
+    @operator_call
+    async def ListEvents(self, request, context):
+        page = await asyncio.to_thread(
+            list_events,
+            self.core.store,
+            request.run_id,
+            request.before_seq,
+            request.limit,
+            list(request.kinds),
+        )
+        return events_reply(page)
 
     # -- participants ----------------------------------------------------------------------
     @operator_call
@@ -317,6 +329,12 @@ def event_message(e: EventRecord) -> control_pb2.Event:
         level=e.level,
         message=e.message,
         metrics={k: v for k, v in e.metrics.items() if v == v},
+    )
+
+
+def events_reply(page: EventPage) -> control_pb2.ListEventsReply:
+    return control_pb2.ListEventsReply(
+        events=[event_message(e) for e in page.events], has_more=page.has_more
     )
 
 

@@ -9,10 +9,13 @@ server's event loop.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
+from fedmetamal.errors import ConfigError
 from fedmetamal.service.records import EventRecord
 from fedmetamal.service.store import Store
 
@@ -21,6 +24,61 @@ from fedmetamal.service.store import Store
 WATCH_BACKLOG = 10_000
 #: Run states after which a run's watch stream ends.
 FINAL_RUN_STATES = frozenset({"completed", "failed", "stopped"})
+
+
+#: Events in one ListEvents page: the default, and the most a caller may ask for.
+LIST_DEFAULT = 200
+LIST_MAX = 1000
+#: Kinds one ListEvents call may filter on, and what a kind looks like.
+LIST_MAX_KINDS = 32
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: The databases' largest integer: a larger before_seq means "from the newest".
+_MAX_SEQ = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of stored events, newest first; ``has_more``: older ones match too."""
+
+    events: list[EventRecord]
+    has_more: bool
+
+
+def list_events(
+    store: Store,
+    run_id: str = "",
+    before_seq: int = 0,
+    limit: int = 0,
+    kinds: Sequence[str] = (),
+) -> EventPage:
+    """A page of a log's history, so a reloaded page shows what happened before it opened.
+
+    ``run_id`` "" lists every event; ``before_seq`` 0 starts at the newest, otherwise only
+    older events come back (page back with the oldest seq seen). Raises ConfigError for a bad
+    limit or kind, NotFound for an unknown run.
+    """
+    if limit < 0 or limit > LIST_MAX:
+        raise ConfigError(
+            f"limit must be at most {LIST_MAX} events (0: {LIST_DEFAULT}), not {limit}.",
+            "Page back with before_seq to see more.",
+        )
+    if len(kinds) > LIST_MAX_KINDS:
+        raise ConfigError(
+            f"At most {LIST_MAX_KINDS} kinds may be filtered on, not {len(kinds)}.",
+            "Leave kinds empty to list every kind.",
+        )
+    for kind in kinds:
+        if not _KIND.fullmatch(kind):
+            raise ConfigError(
+                f"{kind[:70]!r} is not an event kind.",
+                "Kinds are lower-case names such as round_finished or participant_state.",
+            )
+    if run_id:
+        store.get_run(run_id)  # NotFound, with the fix, for an unknown run
+    n = limit or LIST_DEFAULT
+    before = min(before_seq, _MAX_SEQ) if before_seq > 0 else None
+    found = store.events_before(before, run_id or None, n + 1, sorted(set(kinds)))
+    return EventPage(found[:n], len(found) > n)
 
 
 class WatcherTooSlow(Exception):

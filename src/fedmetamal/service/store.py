@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    Select,
     create_engine,
     event,
     func,
@@ -611,8 +612,40 @@ class Store:
         with self._tx() as conn:
             return [_event(row) for row in conn.execute(query).all()]
 
+    def events_before(
+        self,
+        before_seq: int | None,
+        run_id: str | None = None,
+        limit: int = 200,
+        kinds: Sequence[str] = (),
+    ) -> list[EventRecord]:
+        """Events with seq < before_seq (None: the newest), of one run or all, newest first,
+        at most ``limit``; only ``kinds`` when given.
+
+        The scan walks the primary key (all runs) or ix_events_run_seq (one run) backwards
+        from before_seq and stops after ``limit`` matches, on SQLite and PostgreSQL alike.
+        """
+        query = events_before_query(before_seq, run_id, limit, kinds)
+        with self._tx() as conn:
+            return [_event(row) for row in conn.execute(query).all()]
+
 
 # -- helpers (module level so complete_round can reuse them inside its transaction) -------------
+
+
+def events_before_query(
+    before_seq: int | None, run_id: str | None, limit: int, kinds: Sequence[str] = ()
+) -> Select[Any]:
+    """The query of :meth:`Store.events_before` (tests read its plan)."""
+    e = t.events.c
+    query = select(t.events)
+    if before_seq is not None:
+        query = query.where(e.seq < before_seq)
+    if run_id is not None:
+        query = query.where(e.run_id == run_id)
+    if kinds:
+        query = query.where(e.kind.in_(list(kinds)))
+    return query.order_by(e.seq.desc()).limit(max(0, int(limit)))
 
 
 def _check_state(state: str, allowed: tuple[str, ...], what: str) -> None:

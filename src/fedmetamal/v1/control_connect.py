@@ -22,7 +22,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from fedmetamal.v1.common_pb2 import PayloadChunk
 from pyqwest import Client, SyncClient
 
-from .control_pb2 import CreateJoinTokenRequest, CreateRunRequest, Event, ExportModelRequest, FileChunk, GetServerInfoRequest, JoinToken, ListModelsReply, ListModelsRequest, ListParticipantsReply, ListParticipantsRequest, ListRoundsReply, ListRunsReply, ListRunsRequest, ModelRef, Participant, ParticipantRef, Run, RunRef, ServerInfo, WatchRunRequest
+from .control_pb2 import CreateJoinTokenRequest, CreateRunRequest, Event, ExportModelRequest, FileChunk, GetServerInfoRequest, JoinToken, ListEventsReply, ListEventsRequest, ListModelsReply, ListModelsRequest, ListParticipantsReply, ListParticipantsRequest, ListRoundsReply, ListRunsReply, ListRunsRequest, ModelRef, Participant, ParticipantRef, Run, RunRef, ServerInfo, WatchRunRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -66,6 +66,13 @@ class ControlService(Protocol):
     def watch_run(self, request: WatchRunRequest, ctx: RequestContext[WatchRunRequest, Event], /) -> AsyncIterator[Event]:
         """
         Past events after after_seq, then live ones until the run ends (or forever for run_id "").
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_events(self, request: ListEventsRequest, ctx: RequestContext[ListEventsRequest, ListEventsReply], /) -> ListEventsReply:
+        """
+        Stored events, newest first, one page at a time (a log's history; WatchRun for what
+        happens next).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -211,6 +218,17 @@ class ControlServiceASGIApplication(ConnectASGIApplication[ControlService]):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=svc.watch_run,
+                ),
+                "/fedmetamal.v1.ControlService/ListEvents": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListEvents",
+                        service_name="fedmetamal.v1.ControlService",
+                        input=ListEventsRequest,
+                        output=ListEventsReply,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_events,
                 ),
                 "/fedmetamal.v1.ControlService/ListRounds": Endpoint.unary(
                     method=MethodInfo(
@@ -521,6 +539,30 @@ class ControlServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def list_events(
+        self,
+        request: ListEventsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListEventsReply:
+        """
+        Stored events, newest first, one page at a time (a log's history; WatchRun for what
+        happens next).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListEvents",
+                service_name="fedmetamal.v1.ControlService",
+                input=ListEventsRequest,
+                output=ListEventsReply,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def list_rounds(
         self,
         request: RunRef,
@@ -719,6 +761,13 @@ class ControlServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def list_events(self, request: ListEventsRequest, ctx: RequestContext[ListEventsRequest, ListEventsReply], /) -> ListEventsReply:
+        """
+        Stored events, newest first, one page at a time (a log's history; WatchRun for what
+        happens next).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_rounds(self, request: RunRef, ctx: RequestContext[RunRef, ListRoundsReply], /) -> ListRoundsReply:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -859,6 +908,17 @@ class ControlServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=service.watch_run,
+                ),
+                "/fedmetamal.v1.ControlService/ListEvents": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListEvents",
+                        service_name="fedmetamal.v1.ControlService",
+                        input=ListEventsRequest,
+                        output=ListEventsReply,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_events,
                 ),
                 "/fedmetamal.v1.ControlService/ListRounds": EndpointSync.unary(
                     method=MethodInfo(
@@ -1165,6 +1225,30 @@ class ControlServiceClientSync(ConnectClientSync):
                 output=Event,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_events(
+        self,
+        request: ListEventsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListEventsReply:
+        """
+        Stored events, newest first, one page at a time (a log's history; WatchRun for what
+        happens next).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListEvents",
+                service_name="fedmetamal.v1.ControlService",
+                input=ListEventsRequest,
+                output=ListEventsReply,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

@@ -137,6 +137,26 @@ class Event(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     def __init__(self, seq: _Optional[int] = ..., run_id: _Optional[str] = ..., time_unix: _Optional[float] = ..., kind: _Optional[str] = ..., round: _Optional[int] = ..., participant_id: _Optional[str] = ..., state: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
+class ListEventsRequest(_message.Message):
+    __slots__ = ("run_id", "before_seq", "limit", "kinds")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    before_seq: int
+    limit: int
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., before_seq: _Optional[int] = ..., limit: _Optional[int] = ..., kinds: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListEventsReply(_message.Message):
+    __slots__ = ("events", "has_more")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    has_more: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
 class RoundInfo(_message.Message):
     __slots__ = ("round", "started_unix", "finished_unix", "sampled", "reported", "rejected", "metrics", "model_id", "attempts", "client_metrics")
     class RejectedEntry(_message.Message):

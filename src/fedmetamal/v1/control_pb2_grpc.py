@@ -80,6 +80,11 @@ class ControlServiceStub:
                 request_serializer=fedmetamal_dot_v1_dot_control__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=fedmetamal_dot_v1_dot_control__pb2.Event.FromString,
                 _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/fedmetamal.v1.ControlService/ListEvents',
+                request_serializer=fedmetamal_dot_v1_dot_control__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=fedmetamal_dot_v1_dot_control__pb2.ListEventsReply.FromString,
+                _registered_method=True)
         self.ListRounds = channel.unary_unary(
                 '/fedmetamal.v1.ControlService/ListRounds',
                 request_serializer=fedmetamal_dot_v1_dot_control__pb2.RunRef.SerializeToString,
@@ -175,6 +180,14 @@ class ControlServiceServicer:
 
     def WatchRun(self, request, context):
         """Past events after after_seq, then live ones until the run ends (or forever for run_id "").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Stored events, newest first, one page at a time (a log's history; WatchRun for what
+        happens next).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -277,6 +290,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.WatchRun,
                     request_deserializer=fedmetamal_dot_v1_dot_control__pb2.WatchRunRequest.FromString,
                     response_serializer=fedmetamal_dot_v1_dot_control__pb2.Event.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=fedmetamal_dot_v1_dot_control__pb2.ListEventsRequest.FromString,
+                    response_serializer=fedmetamal_dot_v1_dot_control__pb2.ListEventsReply.SerializeToString,
             ),
             'ListRounds': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRounds,
@@ -562,6 +580,33 @@ class ControlService:
             '/fedmetamal.v1.ControlService/WatchRun',
             fedmetamal_dot_v1_dot_control__pb2.WatchRunRequest.SerializeToString,
             fedmetamal_dot_v1_dot_control__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedmetamal.v1.ControlService/ListEvents',
+            fedmetamal_dot_v1_dot_control__pb2.ListEventsRequest.SerializeToString,
+            fedmetamal_dot_v1_dot_control__pb2.ListEventsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,7 @@ from fedmetamal.errors import ConfigError, FedMetaMalError
 from fedmetamal.net import control_service as grpc_control
 from fedmetamal.net.control_service import (
     event_message,
+    events_reply,
     model_message,
     participant_message,
     round_message,
@@ -30,6 +31,7 @@ from fedmetamal.net.control_service import (
 )
 from fedmetamal.net.payload import encode, file_chunks
 from fedmetamal.service.events import WatcherTooSlow
+from fedmetamal.service.events import list_events as stored_events
 from fedmetamal.service.run_heterogeneity import stored_report
 from fedmetamal.service.server_core import RunNotAllowed, ServerCore
 from fedmetamal.service.store import NotFound
@@ -184,6 +186,20 @@ class ConnectControl:
                 yield event_message(ev)
         except WatcherTooSlow as err:
             raise ConnectError(Code.RESOURCE_EXHAUSTED, str(err)) from None
+
+    @user_errors
+    async def list_events(
+        self, request: control_pb2.ListEventsRequest, ctx: RequestContext
+    ) -> control_pb2.ListEventsReply:
+        page = await asyncio.to_thread(
+            stored_events,
+            self.core.store,
+            request.run_id,
+            request.before_seq,
+            request.limit,
+            list(request.kinds),
+        )
+        return events_reply(page)
 
     # -- participants ----------------------------------------------------------------------
     @user_errors

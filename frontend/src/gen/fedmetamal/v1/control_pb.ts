@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fedmetamal/v1/control.proto.
  */
 export const file_fedmetamal_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("ChtmZWRtZXRhbWFsL3YxL2NvbnRyb2wucHJvdG8SDWZlZG1ldGFtYWwudjEiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QisQEKClNlcnZlckluZm8SDwoHdmVyc2lvbhgBIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAIgASgNEg8KB2FkZHJlc3MYAyABKAkSCwoDdGxzGAQgASgIEhsKE3BhcnRpY2lwYW50c19vbmxpbmUYBSABKA0SEwoLcnVuc19hY3RpdmUYBiABKA0SEAoIZGF0YWJhc2UYByABKAkSFgoObGFzdF9ldmVudF9zZXEYCCABKAQifQoQQ3JlYXRlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2NvbmZpZ19qc29uGAIgASgJEhcKD3BhcnRpY2lwYW50X2lkcxgDIAMoCRINCgVzdGFydBgEIAEoCBIeChZzaW11bGF0ZWRfcGFydGljaXBhbnRzGAUgASgNIhgKBlJ1blJlZhIOCgZydW5faWQYASABKAki2QIKA1J1bhIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzdGF0ZRgDIAEoCRINCgVyb3VuZBgEIAEoDRIOCgZyb3VuZHMYBSABKA0SEwoLY29uZmlnX2pzb24YBiABKAkSFwoPcGFydGljaXBhbnRfaWRzGAcgAygJEhQKDGNyZWF0ZWRfdW5peBgIIAEoARIUCgx1cGRhdGVkX3VuaXgYCSABKAESDQoFZXJyb3IYCiABKAkSPQoObGF0ZXN0X21ldHJpY3MYCyADKAsyJS5mZWRtZXRhbWFsLnYxLlJ1bi5MYXRlc3RNZXRyaWNzRW50cnkSGgoSaGV0ZXJvZ2VuZWl0eV9qc29uGAwgASgJEgwKBG1vZGUYDSABKAkaNAoSTGF0ZXN0TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiEQoPTGlzdFJ1bnNSZXF1ZXN0IjEKDUxpc3RSdW5zUmVwbHkSIAoEcnVucxgBIAMoCzISLmZlZG1ldGFtYWwudjEuUnVuIjQKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEIv8BCgVFdmVudBILCgNzZXEYASABKAQSDgoGcnVuX2lkGAIgASgJEhEKCXRpbWVfdW5peBgDIAEoARIMCgRraW5kGAQgASgJEg0KBXJvdW5kGAUgASgNEhYKDnBhcnRpY2lwYW50X2lkGAYgASgJEg0KBXN0YXRlGAcgASgJEg0KBWxldmVsGAggASgJEg8KB21lc3NhZ2UYCSABKAkSMgoHbWV0cmljcxgKIAMoCzIhLmZlZG1ldGFtYWwudjEuRXZlbnQuTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIvoDCglSb3VuZEluZm8SDQoFcm91bmQYASABKA0SFAoMc3RhcnRlZF91bml4GAIgASgBEhUKDWZpbmlzaGVkX3VuaXgYAyABKAESDwoHc2FtcGxlZBgEIAMoCRIQCghyZXBvcnRlZBgFIAMoCRI4CghyZWplY3RlZBgGIAMoCzImLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLlJlamVjdGVkRW50cnkSNgoHbWV0cmljcxgHIAMoCzIlLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLk1ldHJpY3NFbnRyeRIQCghtb2RlbF9pZBgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRJDCg5jbGllbnRfbWV0cmljcxgKIAMoCzIrLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLkNsaWVudE1ldHJpY3NFbnRyeRovCg1SZWplY3RlZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaUgoSQ2xpZW50TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRIrCgV2YWx1ZRgCIAEoCzIcLmZlZG1ldGFtYWwudjEuQ2xpZW50TWV0cmljczoCOAEieAoNQ2xpZW50TWV0cmljcxI4CgZ2YWx1ZXMYASADKAsyKC5mZWRtZXRhbWFsLnYxLkNsaWVudE1ldHJpY3MuVmFsdWVzRW50cnkaLQoLVmFsdWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASI7Cg9MaXN0Um91bmRzUmVwbHkSKAoGcm91bmRzGAEgAygLMhguZmVkbWV0YW1hbC52MS5Sb3VuZEluZm8iGQoXTGlzdFBhcnRpY2lwYW50c1JlcXVlc3Qi1QEKC1BhcnRpY2lwYW50EhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFc3RhdGUYAyABKAkSDgoGb25saW5lGAQgASgIEhAKCGFjdGl2aXR5GAUgASgJEhYKDmxhc3Rfc2Vlbl91bml4GAYgASgBEhUKDWVucm9sbGVkX3VuaXgYByABKAESEAoIcGxhdGZvcm0YCCABKAkSLgoHc3VtbWFyeRgJIAEoCzIdLmZlZG1ldGFtYWwudjEuRGF0YXNldFN1bW1hcnkiSQoVTGlzdFBhcnRpY2lwYW50c1JlcGx5EjAKDHBhcnRpY2lwYW50cxgBIAMoCzIaLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnQiKAoOUGFydGljaXBhbnRSZWYSFgoOcGFydGljaXBhbnRfaWQYASABKAkiSwoWQ3JlYXRlSm9pblRva2VuUmVxdWVzdBINCgV0dGxfcxgBIAEoARIUCgxhdXRvX2FwcHJvdmUYAiABKAgSDAoEbm90ZRgDIAEoCSJBCglKb2luVG9rZW4SDQoFdG9rZW4YASABKAkSFAoMZXhwaXJlc191bml4GAIgASgBEg8KB2NvbW1hbmQYAyABKAkiIwoRTGlzdE1vZGVsc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIuwBCgxNb2RlbFZlcnNpb24SEAoIbW9kZWxfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEg0KBXJvdW5kGAMgASgNEhQKDGNyZWF0ZWRfdW5peBgEIAEoARISCgpudW1fcGFyYW1zGAUgASgEEhYKDmZlYXR1cmVfc2NoZW1hGAYgASgJEjkKB21ldHJpY3MYByADKAsyKC5mZWRtZXRhbWFsLnYxLk1vZGVsVmVyc2lvbi5NZXRyaWNzRW50cnkaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiPgoPTGlzdE1vZGVsc1JlcGx5EisKBm1vZGVscxgBIAMoCzIbLmZlZG1ldGFtYWwudjEuTW9kZWxWZXJzaW9uIhwKCE1vZGVsUmVmEhAKCG1vZGVsX2lkGAEgASgJIjYKEkV4cG9ydE1vZGVsUmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRIOCgZmb3JtYXQYAiABKAkiVwoKRmlsZUhlYWRlchIQCghmaWxlbmFtZRgBIAEoCRISCgptZWRpYV90eXBlGAIgASgJEhMKC3RvdGFsX2J5dGVzGAMgASgEEg4KBnNoYTI1NhgEIAEoDCJQCglGaWxlQ2h1bmsSKwoGaGVhZGVyGAEgASgLMhkuZmVkbWV0YW1hbC52MS5GaWxlSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgYKBHBhcnQyxQkKDkNvbnRyb2xTZXJ2aWNlEk8KDUdldFNlcnZlckluZm8SIy5mZWRtZXRhbWFsLnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GhkuZmVkbWV0YW1hbC52MS5TZXJ2ZXJJbmZvEkAKCUNyZWF0ZVJ1bhIfLmZlZG1ldGFtYWwudjEuQ3JlYXRlUnVuUmVxdWVzdBoSLmZlZG1ldGFtYWwudjEuUnVuEjUKCFN0YXJ0UnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhI1CghQYXVzZVJ1bhIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGhIuZmVkbWV0YW1hbC52MS5SdW4SNgoJUmVzdW1lUnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhI0CgdTdG9wUnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhIzCgZHZXRSdW4SFS5mZWRtZXRhbWFsLnYxLlJ1blJlZhoSLmZlZG1ldGFtYWwudjEuUnVuEkgKCExpc3RSdW5zEh4uZmVkbWV0YW1hbC52MS5MaXN0UnVuc1JlcXVlc3QaHC5mZWRtZXRhbWFsLnYxLkxpc3RSdW5zUmVwbHkSQgoIV2F0Y2hSdW4SHi5mZWRtZXRhbWFsLnYxLldhdGNoUnVuUmVxdWVzdBoULmZlZG1ldGFtYWwudjEuRXZlbnQwARJDCgpMaXN0Um91bmRzEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaHi5mZWRtZXRhbWFsLnYxLkxpc3RSb3VuZHNSZXBseRJgChBMaXN0UGFydGljaXBhbnRzEiYuZmVkbWV0YW1hbC52MS5MaXN0UGFydGljaXBhbnRzUmVxdWVzdBokLmZlZG1ldGFtYWwudjEuTGlzdFBhcnRpY2lwYW50c1JlcGx5Ek8KEkFwcHJvdmVQYXJ0aWNpcGFudBIdLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnRSZWYaGi5mZWRtZXRhbWFsLnYxLlBhcnRpY2lwYW50Ek4KEVJldm9rZVBhcnRpY2lwYW50Eh0uZmVkbWV0YW1hbC52MS5QYXJ0aWNpcGFudFJlZhoaLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnQSUgoPQ3JlYXRlSm9pblRva2VuEiUuZmVkbWV0YW1hbC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0GhguZmVkbWV0YW1hbC52MS5Kb2luVG9rZW4STgoKTGlzdE1vZGVscxIgLmZlZG1ldGFtYWwudjEuTGlzdE1vZGVsc1JlcXVlc3QaHi5mZWRtZXRhbWFsLnYxLkxpc3RNb2RlbHNSZXBseRJHCg1Eb3dubG9hZE1vZGVsEhcuZmVkbWV0YW1hbC52MS5Nb2RlbFJlZhobLmZlZG1ldGFtYWwudjEuUGF5bG9hZENodW5rMAESTAoLRXhwb3J0TW9kZWwSIS5mZWRtZXRhbWFsLnYxLkV4cG9ydE1vZGVsUmVxdWVzdBoYLmZlZG1ldGFtYWwudjEuRmlsZUNodW5rMAFiBnByb3RvMw", [file_fedmetamal_v1_common]);
+  fileDesc("ChtmZWRtZXRhbWFsL3YxL2NvbnRyb2wucHJvdG8SDWZlZG1ldGFtYWwudjEiFgoUR2V0U2VydmVySW5mb1JlcXVlc3QisQEKClNlcnZlckluZm8SDwoHdmVyc2lvbhgBIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAIgASgNEg8KB2FkZHJlc3MYAyABKAkSCwoDdGxzGAQgASgIEhsKE3BhcnRpY2lwYW50c19vbmxpbmUYBSABKA0SEwoLcnVuc19hY3RpdmUYBiABKA0SEAoIZGF0YWJhc2UYByABKAkSFgoObGFzdF9ldmVudF9zZXEYCCABKAQifQoQQ3JlYXRlUnVuUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2NvbmZpZ19qc29uGAIgASgJEhcKD3BhcnRpY2lwYW50X2lkcxgDIAMoCRINCgVzdGFydBgEIAEoCBIeChZzaW11bGF0ZWRfcGFydGljaXBhbnRzGAUgASgNIhgKBlJ1blJlZhIOCgZydW5faWQYASABKAki2QIKA1J1bhIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzdGF0ZRgDIAEoCRINCgVyb3VuZBgEIAEoDRIOCgZyb3VuZHMYBSABKA0SEwoLY29uZmlnX2pzb24YBiABKAkSFwoPcGFydGljaXBhbnRfaWRzGAcgAygJEhQKDGNyZWF0ZWRfdW5peBgIIAEoARIUCgx1cGRhdGVkX3VuaXgYCSABKAESDQoFZXJyb3IYCiABKAkSPQoObGF0ZXN0X21ldHJpY3MYCyADKAsyJS5mZWRtZXRhbWFsLnYxLlJ1bi5MYXRlc3RNZXRyaWNzRW50cnkSGgoSaGV0ZXJvZ2VuZWl0eV9qc29uGAwgASgJEgwKBG1vZGUYDSABKAkaNAoSTGF0ZXN0TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiEQoPTGlzdFJ1bnNSZXF1ZXN0IjEKDUxpc3RSdW5zUmVwbHkSIAoEcnVucxgBIAMoCzISLmZlZG1ldGFtYWwudjEuUnVuIjQKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEIv8BCgVFdmVudBILCgNzZXEYASABKAQSDgoGcnVuX2lkGAIgASgJEhEKCXRpbWVfdW5peBgDIAEoARIMCgRraW5kGAQgASgJEg0KBXJvdW5kGAUgASgNEhYKDnBhcnRpY2lwYW50X2lkGAYgASgJEg0KBXN0YXRlGAcgASgJEg0KBWxldmVsGAggASgJEg8KB21lc3NhZ2UYCSABKAkSMgoHbWV0cmljcxgKIAMoCzIhLmZlZG1ldGFtYWwudjEuRXZlbnQuTWV0cmljc0VudHJ5Gi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIlUKEUxpc3RFdmVudHNSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNEg0KBWtpbmRzGAQgAygJIkkKD0xpc3RFdmVudHNSZXBseRIkCgZldmVudHMYASADKAsyFC5mZWRtZXRhbWFsLnYxLkV2ZW50EhAKCGhhc19tb3JlGAIgASgIIvoDCglSb3VuZEluZm8SDQoFcm91bmQYASABKA0SFAoMc3RhcnRlZF91bml4GAIgASgBEhUKDWZpbmlzaGVkX3VuaXgYAyABKAESDwoHc2FtcGxlZBgEIAMoCRIQCghyZXBvcnRlZBgFIAMoCRI4CghyZWplY3RlZBgGIAMoCzImLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLlJlamVjdGVkRW50cnkSNgoHbWV0cmljcxgHIAMoCzIlLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLk1ldHJpY3NFbnRyeRIQCghtb2RlbF9pZBgIIAEoCRIQCghhdHRlbXB0cxgJIAEoDRJDCg5jbGllbnRfbWV0cmljcxgKIAMoCzIrLmZlZG1ldGFtYWwudjEuUm91bmRJbmZvLkNsaWVudE1ldHJpY3NFbnRyeRovCg1SZWplY3RlZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaUgoSQ2xpZW50TWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRIrCgV2YWx1ZRgCIAEoCzIcLmZlZG1ldGFtYWwudjEuQ2xpZW50TWV0cmljczoCOAEieAoNQ2xpZW50TWV0cmljcxI4CgZ2YWx1ZXMYASADKAsyKC5mZWRtZXRhbWFsLnYxLkNsaWVudE1ldHJpY3MuVmFsdWVzRW50cnkaLQoLVmFsdWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASI7Cg9MaXN0Um91bmRzUmVwbHkSKAoGcm91bmRzGAEgAygLMhguZmVkbWV0YW1hbC52MS5Sb3VuZEluZm8iGQoXTGlzdFBhcnRpY2lwYW50c1JlcXVlc3Qi1QEKC1BhcnRpY2lwYW50EhYKDnBhcnRpY2lwYW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFc3RhdGUYAyABKAkSDgoGb25saW5lGAQgASgIEhAKCGFjdGl2aXR5GAUgASgJEhYKDmxhc3Rfc2Vlbl91bml4GAYgASgBEhUKDWVucm9sbGVkX3VuaXgYByABKAESEAoIcGxhdGZvcm0YCCABKAkSLgoHc3VtbWFyeRgJIAEoCzIdLmZlZG1ldGFtYWwudjEuRGF0YXNldFN1bW1hcnkiSQoVTGlzdFBhcnRpY2lwYW50c1JlcGx5EjAKDHBhcnRpY2lwYW50cxgBIAMoCzIaLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnQiKAoOUGFydGljaXBhbnRSZWYSFgoOcGFydGljaXBhbnRfaWQYASABKAkiSwoWQ3JlYXRlSm9pblRva2VuUmVxdWVzdBINCgV0dGxfcxgBIAEoARIUCgxhdXRvX2FwcHJvdmUYAiABKAgSDAoEbm90ZRgDIAEoCSJBCglKb2luVG9rZW4SDQoFdG9rZW4YASABKAkSFAoMZXhwaXJlc191bml4GAIgASgBEg8KB2NvbW1hbmQYAyABKAkiIwoRTGlzdE1vZGVsc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIuwBCgxNb2RlbFZlcnNpb24SEAoIbW9kZWxfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEg0KBXJvdW5kGAMgASgNEhQKDGNyZWF0ZWRfdW5peBgEIAEoARISCgpudW1fcGFyYW1zGAUgASgEEhYKDmZlYXR1cmVfc2NoZW1hGAYgASgJEjkKB21ldHJpY3MYByADKAsyKC5mZWRtZXRhbWFsLnYxLk1vZGVsVmVyc2lvbi5NZXRyaWNzRW50cnkaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiPgoPTGlzdE1vZGVsc1JlcGx5EisKBm1vZGVscxgBIAMoCzIbLmZlZG1ldGFtYWwudjEuTW9kZWxWZXJzaW9uIhwKCE1vZGVsUmVmEhAKCG1vZGVsX2lkGAEgASgJIjYKEkV4cG9ydE1vZGVsUmVxdWVzdBIQCghtb2RlbF9pZBgBIAEoCRIOCgZmb3JtYXQYAiABKAkiVwoKRmlsZUhlYWRlchIQCghmaWxlbmFtZRgBIAEoCRISCgptZWRpYV90eXBlGAIgASgJEhMKC3RvdGFsX2J5dGVzGAMgASgEEg4KBnNoYTI1NhgEIAEoDCJQCglGaWxlQ2h1bmsSKwoGaGVhZGVyGAEgASgLMhkuZmVkbWV0YW1hbC52MS5GaWxlSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgYKBHBhcnQylQoKDkNvbnRyb2xTZXJ2aWNlEk8KDUdldFNlcnZlckluZm8SIy5mZWRtZXRhbWFsLnYxLkdldFNlcnZlckluZm9SZXF1ZXN0GhkuZmVkbWV0YW1hbC52MS5TZXJ2ZXJJbmZvEkAKCUNyZWF0ZVJ1bhIfLmZlZG1ldGFtYWwudjEuQ3JlYXRlUnVuUmVxdWVzdBoSLmZlZG1ldGFtYWwudjEuUnVuEjUKCFN0YXJ0UnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhI1CghQYXVzZVJ1bhIVLmZlZG1ldGFtYWwudjEuUnVuUmVmGhIuZmVkbWV0YW1hbC52MS5SdW4SNgoJUmVzdW1lUnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhI0CgdTdG9wUnVuEhUuZmVkbWV0YW1hbC52MS5SdW5SZWYaEi5mZWRtZXRhbWFsLnYxLlJ1bhIzCgZHZXRSdW4SFS5mZWRtZXRhbWFsLnYxLlJ1blJlZhoSLmZlZG1ldGFtYWwudjEuUnVuEkgKCExpc3RSdW5zEh4uZmVkbWV0YW1hbC52MS5MaXN0UnVuc1JlcXVlc3QaHC5mZWRtZXRhbWFsLnYxLkxpc3RSdW5zUmVwbHkSQgoIV2F0Y2hSdW4SHi5mZWRtZXRhbWFsLnYxLldhdGNoUnVuUmVxdWVzdBoULmZlZG1ldGFtYWwudjEuRXZlbnQwARJOCgpMaXN0RXZlbnRzEiAuZmVkbWV0YW1hbC52MS5MaXN0RXZlbnRzUmVxdWVzdBoeLmZlZG1ldGFtYWwudjEuTGlzdEV2ZW50c1JlcGx5EkMKCkxpc3RSb3VuZHMSFS5mZWRtZXRhbWFsLnYxLlJ1blJlZhoeLmZlZG1ldGFtYWwudjEuTGlzdFJvdW5kc1JlcGx5EmAKEExpc3RQYXJ0aWNpcGFudHMSJi5mZWRtZXRhbWFsLnYxLkxpc3RQYXJ0aWNpcGFudHNSZXF1ZXN0GiQuZmVkbWV0YW1hbC52MS5MaXN0UGFydGljaXBhbnRzUmVwbHkSTwoSQXBwcm92ZVBhcnRpY2lwYW50Eh0uZmVkbWV0YW1hbC52MS5QYXJ0aWNpcGFudFJlZhoaLmZlZG1ldGFtYWwudjEuUGFydGljaXBhbnQSTgoRUmV2b2tlUGFydGljaXBhbnQSHS5mZWRtZXRhbWFsLnYxLlBhcnRpY2lwYW50UmVmGhouZmVkbWV0YW1hbC52MS5QYXJ0aWNpcGFudBJSCg9DcmVhdGVKb2luVG9rZW4SJS5mZWRtZXRhbWFsLnYxLkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QaGC5mZWRtZXRhbWFsLnYxLkpvaW5Ub2tlbhJOCgpMaXN0TW9kZWxzEiAuZmVkbWV0YW1hbC52MS5MaXN0TW9kZWxzUmVxdWVzdBoeLmZlZG1ldGFtYWwudjEuTGlzdE1vZGVsc1JlcGx5EkcKDURvd25sb2FkTW9kZWwSFy5mZWRtZXRhbWFsLnYxLk1vZGVsUmVmGhsuZmVkbWV0YW1hbC52MS5QYXlsb2FkQ2h1bmswARJMCgtFeHBvcnRNb2RlbBIhLmZlZG1ldGFtYWwudjEuRXhwb3J0TW9kZWxSZXF1ZXN0GhguZmVkbWV0YW1hbC52MS5GaWxlQ2h1bmswAWIGcHJvdG8z", [file_fedmetamal_v1_common]);
 
 /**
  * @generated from message fedmetamal.v1.GetServerInfoRequest
@@ -363,6 +363,74 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_fedmetamal_v1_control, 8);
 
 /**
+ * @generated from message fedmetamal.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"fedmetamal.v1.ListEventsRequest"> & {
+  /**
+   * "" lists every run's and participant's events
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * only events older than this (0: from the newest); to page
+   *
+   * @generated from field: uint64 before_seq = 2;
+   */
+  beforeSeq: bigint;
+
+  /**
+   * back, pass the seq of the oldest event of the previous page
+   *
+   * events in the page: 0 means 200, at most 1000
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * only these kinds (empty: every kind)
+   *
+   * @generated from field: repeated string kinds = 4;
+   */
+  kinds: string[];
+};
+
+/**
+ * Describes the message fedmetamal.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_control, 9);
+
+/**
+ * @generated from message fedmetamal.v1.ListEventsReply
+ */
+export type ListEventsReply = Message<"fedmetamal.v1.ListEventsReply"> & {
+  /**
+   * newest first
+   *
+   * @generated from field: repeated fedmetamal.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * older events match too: ask again with before_seq
+   *
+   * @generated from field: bool has_more = 2;
+   */
+  hasMore: boolean;
+};
+
+/**
+ * Describes the message fedmetamal.v1.ListEventsReply.
+ * Use `create(ListEventsReplySchema)` to create a new message.
+ */
+export const ListEventsReplySchema: GenMessage<ListEventsReply> = /*@__PURE__*/
+  messageDesc(file_fedmetamal_v1_control, 10);
+
+/**
  * @generated from message fedmetamal.v1.RoundInfo
  */
 export type RoundInfo = Message<"fedmetamal.v1.RoundInfo"> & {
@@ -429,7 +497,7 @@ export type RoundInfo = Message<"fedmetamal.v1.RoundInfo"> & {
  * Use `create(RoundInfoSchema)` to create a new message.
  */
 export const RoundInfoSchema: GenMessage<RoundInfo> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 9);
+  messageDesc(file_fedmetamal_v1_control, 11);
 
 /**
  * @generated from message fedmetamal.v1.ClientMetrics
@@ -446,7 +514,7 @@ export type ClientMetrics = Message<"fedmetamal.v1.ClientMetrics"> & {
  * Use `create(ClientMetricsSchema)` to create a new message.
  */
 export const ClientMetricsSchema: GenMessage<ClientMetrics> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 10);
+  messageDesc(file_fedmetamal_v1_control, 12);
 
 /**
  * @generated from message fedmetamal.v1.ListRoundsReply
@@ -463,7 +531,7 @@ export type ListRoundsReply = Message<"fedmetamal.v1.ListRoundsReply"> & {
  * Use `create(ListRoundsReplySchema)` to create a new message.
  */
 export const ListRoundsReplySchema: GenMessage<ListRoundsReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 11);
+  messageDesc(file_fedmetamal_v1_control, 13);
 
 /**
  * @generated from message fedmetamal.v1.ListParticipantsRequest
@@ -476,7 +544,7 @@ export type ListParticipantsRequest = Message<"fedmetamal.v1.ListParticipantsReq
  * Use `create(ListParticipantsRequestSchema)` to create a new message.
  */
 export const ListParticipantsRequestSchema: GenMessage<ListParticipantsRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 12);
+  messageDesc(file_fedmetamal_v1_control, 14);
 
 /**
  * @generated from message fedmetamal.v1.Participant
@@ -539,7 +607,7 @@ export type Participant = Message<"fedmetamal.v1.Participant"> & {
  * Use `create(ParticipantSchema)` to create a new message.
  */
 export const ParticipantSchema: GenMessage<Participant> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 13);
+  messageDesc(file_fedmetamal_v1_control, 15);
 
 /**
  * @generated from message fedmetamal.v1.ListParticipantsReply
@@ -556,7 +624,7 @@ export type ListParticipantsReply = Message<"fedmetamal.v1.ListParticipantsReply
  * Use `create(ListParticipantsReplySchema)` to create a new message.
  */
 export const ListParticipantsReplySchema: GenMessage<ListParticipantsReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 14);
+  messageDesc(file_fedmetamal_v1_control, 16);
 
 /**
  * @generated from message fedmetamal.v1.ParticipantRef
@@ -573,7 +641,7 @@ export type ParticipantRef = Message<"fedmetamal.v1.ParticipantRef"> & {
  * Use `create(ParticipantRefSchema)` to create a new message.
  */
 export const ParticipantRefSchema: GenMessage<ParticipantRef> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 15);
+  messageDesc(file_fedmetamal_v1_control, 17);
 
 /**
  * @generated from message fedmetamal.v1.CreateJoinTokenRequest
@@ -604,7 +672,7 @@ export type CreateJoinTokenRequest = Message<"fedmetamal.v1.CreateJoinTokenReque
  * Use `create(CreateJoinTokenRequestSchema)` to create a new message.
  */
 export const CreateJoinTokenRequestSchema: GenMessage<CreateJoinTokenRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 16);
+  messageDesc(file_fedmetamal_v1_control, 18);
 
 /**
  * @generated from message fedmetamal.v1.JoinToken
@@ -633,7 +701,7 @@ export type JoinToken = Message<"fedmetamal.v1.JoinToken"> & {
  * Use `create(JoinTokenSchema)` to create a new message.
  */
 export const JoinTokenSchema: GenMessage<JoinToken> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 17);
+  messageDesc(file_fedmetamal_v1_control, 19);
 
 /**
  * @generated from message fedmetamal.v1.ListModelsRequest
@@ -652,7 +720,7 @@ export type ListModelsRequest = Message<"fedmetamal.v1.ListModelsRequest"> & {
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 18);
+  messageDesc(file_fedmetamal_v1_control, 20);
 
 /**
  * @generated from message fedmetamal.v1.ModelVersion
@@ -699,7 +767,7 @@ export type ModelVersion = Message<"fedmetamal.v1.ModelVersion"> & {
  * Use `create(ModelVersionSchema)` to create a new message.
  */
 export const ModelVersionSchema: GenMessage<ModelVersion> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 19);
+  messageDesc(file_fedmetamal_v1_control, 21);
 
 /**
  * @generated from message fedmetamal.v1.ListModelsReply
@@ -716,7 +784,7 @@ export type ListModelsReply = Message<"fedmetamal.v1.ListModelsReply"> & {
  * Use `create(ListModelsReplySchema)` to create a new message.
  */
 export const ListModelsReplySchema: GenMessage<ListModelsReply> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 20);
+  messageDesc(file_fedmetamal_v1_control, 22);
 
 /**
  * @generated from message fedmetamal.v1.ModelRef
@@ -733,7 +801,7 @@ export type ModelRef = Message<"fedmetamal.v1.ModelRef"> & {
  * Use `create(ModelRefSchema)` to create a new message.
  */
 export const ModelRefSchema: GenMessage<ModelRef> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 21);
+  messageDesc(file_fedmetamal_v1_control, 23);
 
 /**
  * @generated from message fedmetamal.v1.ExportModelRequest
@@ -757,7 +825,7 @@ export type ExportModelRequest = Message<"fedmetamal.v1.ExportModelRequest"> & {
  * Use `create(ExportModelRequestSchema)` to create a new message.
  */
 export const ExportModelRequestSchema: GenMessage<ExportModelRequest> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 22);
+  messageDesc(file_fedmetamal_v1_control, 24);
 
 /**
  * @generated from message fedmetamal.v1.FileHeader
@@ -789,7 +857,7 @@ export type FileHeader = Message<"fedmetamal.v1.FileHeader"> & {
  * Use `create(FileHeaderSchema)` to create a new message.
  */
 export const FileHeaderSchema: GenMessage<FileHeader> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 23);
+  messageDesc(file_fedmetamal_v1_control, 25);
 
 /**
  * @generated from message fedmetamal.v1.FileChunk
@@ -818,7 +886,7 @@ export type FileChunk = Message<"fedmetamal.v1.FileChunk"> & {
  * Use `create(FileChunkSchema)` to create a new message.
  */
 export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
-  messageDesc(file_fedmetamal_v1_control, 24);
+  messageDesc(file_fedmetamal_v1_control, 26);
 
 /**
  * @generated from service fedmetamal.v1.ControlService
@@ -897,6 +965,17 @@ export const ControlService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunRequestSchema;
     output: typeof EventSchema;
+  },
+  /**
+   * Stored events, newest first, one page at a time (a log's history; WatchRun for what
+   * happens next).
+   *
+   * @generated from rpc fedmetamal.v1.ControlService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsReplySchema;
   },
   /**
    * @generated from rpc fedmetamal.v1.ControlService.ListRounds
