@@ -43,6 +43,9 @@ describe("metric labels", () => {
   it("names prefixed metrics", () => {
     expect(metricLabel("test_roc_auc")).toBe("ROC AUC (test)");
     expect(metricLabel("tpr_at_1pct_fpr")).toBe("TPR at 1% FPR");
-    expect(metricLabel("custom")).toBe("custom");
+    expect(metricLabel("custom")).toBe("Custom");
+    expect(metricLabel("tpr_at_0.1pct_fpr")).toBe("TPR at 0.1% FPR");
+    expect(metricLabel("malware_share")).toBe("Malware share");
+    expect(metricLabel("test_precision")).toBe("Precision (test)");
   });
 });

@@ -38,18 +38,27 @@ const LABELS: Record<string, string> = {
   train_loss: "Train loss",
   accuracy: "Accuracy",
   roc_auc: "ROC AUC",
-  tpr_at_1pct_fpr: "TPR at 1% FPR",
+  pr_auc: "PR AUC",
   epsilon: "ε (DP)",
   f1: "F1",
+  n: "Rows evaluated",
 };
+
+/** A key without a fixed label, readable: "tpr_at_0.1pct_fpr" -> "TPR at 0.1% FPR". */
+function humanize(key: string): string {
+  const rate = /^tpr_at_([\d.]+)pct_fpr$/.exec(key);
+  if (rate) return `TPR at ${rate[1]}% FPR`;
+  const words = key.replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 
 /** "test_roc_auc" -> "ROC AUC (test)". */
 export function metricLabel(key: string): string {
   for (const prefix of ["test_", "local_"]) {
     if (key.startsWith(prefix)) {
       const base = key.slice(prefix.length);
-      return `${LABELS[base] ?? base} (${prefix.slice(0, -1)})`;
+      return `${LABELS[base] ?? humanize(base)} (${prefix.slice(0, -1)})`;
     }
   }
-  return LABELS[key] ?? key;
+  return LABELS[key] ?? humanize(key);
 }
