@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +19,7 @@ from fedmetamal.errors import ConfigError, FedMetaMalError
 from fedmetamal.net.auth import PROTOCOL_VERSION, AuthError, check_operator, metadata_dict
 from fedmetamal.net.payload import encode, file_chunks
 from fedmetamal.service.events import EventPage, WatcherTooSlow, list_events
+from fedmetamal.service.model_files import export_model, model_tensors
 from fedmetamal.service.participants import ParticipantView
 from fedmetamal.service.records import EventRecord, ModelRecord, RoundRow, RunRecord
 from fedmetamal.service.run_heterogeneity import stored_report
@@ -153,18 +152,12 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     @operator_call
     async def ApproveParticipant(self, request, context):
         self.core.approve(request.participant_id)
-        return self._participant(request.participant_id)
+        return participant_reply(self.core, request.participant_id)
 
     @operator_call
     async def RevokeParticipant(self, request, context):
         self.core.revoke(request.participant_id)
-        return self._participant(request.participant_id)
-
-    def _participant(self, participant_id: str) -> control_pb2.Participant:
-        for v in self.core.registry.views():
-            if v.record.participant_id == participant_id:
-                return participant_message(v)
-        raise NotFound(f"No participant '{participant_id}'.")
+        return participant_reply(self.core, request.participant_id)
 
     @operator_call
     async def CreateJoinToken(self, request, context):
@@ -182,89 +175,37 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     async def DownloadModel(self, request, context):
         try:
             self.check(context)
-            ckpt = await asyncio.to_thread(self._checkpoint, request.model_id)
+            tensors = await asyncio.to_thread(
+                model_tensors, self.core.store, self.core.data_dir, request.model_id
+            )
         except FedMetaMalError as err:  # AuthError included: its own status
             code = err.code if isinstance(err, AuthError) else _status_of(err)
             await context.abort(code, str(err))
-        tensors = {"params": ckpt.params.numpy()}
-        tensors |= {f"pre.{k}": v.numpy() for k, v in ckpt.preprocessor.tensors().items()}
         for chunk in encode(tensors):
             yield chunk
 
     async def ExportModel(self, request, context):
         try:
             self.check(context)
-            if request.format not in ("onnx", "safetensors"):
-                raise ConfigError(
-                    f"Unknown export format '{request.format[:20]}'.", "Use onnx or safetensors."
-                )
-            data, name, media = await asyncio.to_thread(
-                self._export, request.model_id, request.format
+            exported = await asyncio.to_thread(
+                export_model, self.core.store, self.core.data_dir, request.model_id, request.format
             )
         except FedMetaMalError as err:  # AuthError included: its own status
             code = err.code if isinstance(err, AuthError) else _status_of(err)
             await context.abort(code, str(err))
-        for chunk in file_chunks(data, name, media):
+        for chunk in file_chunks(exported.data, exported.name, exported.media_type):
             yield chunk
-
-    def _model_path(self, model_id: str) -> tuple[ModelRecord, Path]:
-        rec = self.core.store.get_model(model_id)
-        return rec, self.core.data_dir / rec.path
-
-    def _checkpoint(self, model_id: str) -> Any:
-        from fedmetamal.models.checkpoint import load_checkpoint
-
-        _, path = self._model_path(model_id)
-        return load_checkpoint(path)
-
-    def _export(self, model_id: str, fmt: str) -> tuple[bytes, str, str]:
-        rec, path = self._model_path(model_id)
-        if fmt == "safetensors":
-            return path.read_bytes(), f"{model_id}.safetensors", "application/octet-stream"
-        # model versions never change: the ONNX export is built once and kept beside them
-        cached = path.with_suffix(".onnx")
-        if cached.is_file():
-            return cached.read_bytes(), f"{rec.model_id}.onnx", "application/onnx"
-        from fedmetamal.models.checkpoint import load_checkpoint
-        from fedmetamal.models.export import export_onnx
-
-        ckpt = load_checkpoint(path)
-        meta = dict(ckpt.metadata)
-        schema = meta.get("feature_schema")
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "model.onnx"
-            export_onnx(
-                out,
-                ckpt.network,
-                ckpt.params,
-                ckpt.preprocessor,
-                ckpt.feature_names,
-                metadata={
-                    k: v for k, v in meta.items() if k not in ("threshold", "feature_schema")
-                },
-                feature_schema=_full_schema(schema, ckpt.feature_names),
-                threshold=meta.get("threshold"),
-            )
-            data = out.read_bytes()
-            tmp_cached = cached.with_name(f".{cached.name}.tmp")
-            tmp_cached.write_bytes(data)
-            tmp_cached.replace(cached)
-            return data, f"{rec.model_id}.onnx", "application/onnx"
-
-
-def _full_schema(schema: Any, names: list[str]) -> dict[str, Any] | None:
-    """The feature schema stamp export_onnx stores: the registry's, else name + columns."""
-    if not isinstance(schema, dict) or not schema.get("name"):
-        return None
-    from fedmetamal.features.schema import get_schema
-
-    try:
-        return get_schema(str(schema["name"])).describe()
-    except FedMetaMalError:
-        return {"name": schema["name"], "version": None, "columns": list(names)}
 
 
 # -- record -> message ---------------------------------------------------------------------
+def participant_reply(core: ServerCore, participant_id: str) -> control_pb2.Participant:
+    """One participant as the approve/revoke calls answer it (NotFound when unknown)."""
+    for v in core.registry.views():
+        if v.record.participant_id == participant_id:
+            return participant_message(v)
+    raise NotFound(f"No participant '{participant_id}'.")
+
+
 def run_message(r: RunRecord) -> control_pb2.Run:
     import json
 

@@ -19,12 +19,12 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from fedmetamal.errors import ConfigError, FedMetaMalError
-from fedmetamal.net import control_service as grpc_control
 from fedmetamal.net.control_service import (
     event_message,
     events_reply,
     model_message,
     participant_message,
+    participant_reply,
     round_message,
     run_message,
     server_info_message,
@@ -32,6 +32,7 @@ from fedmetamal.net.control_service import (
 from fedmetamal.net.payload import encode, file_chunks
 from fedmetamal.service.events import WatcherTooSlow
 from fedmetamal.service.events import list_events as stored_events
+from fedmetamal.service.model_files import export_model, model_tensors
 from fedmetamal.service.run_heterogeneity import stored_report
 from fedmetamal.service.server_core import RunNotAllowed, ServerCore
 from fedmetamal.service.store import NotFound
@@ -112,8 +113,6 @@ class ConnectControl:
         self.address = address
         self.tls = tls
         self.closing = closing
-        # The gRPC servicer's model helpers (checkpoint loading, export), reused as they are.
-        self._grpc = grpc_control.ControlService(core, address, tls)
 
     # -- server ----------------------------------------------------------------------------
     @user_errors
@@ -215,14 +214,14 @@ class ConnectControl:
         self, request: control_pb2.ParticipantRef, ctx: RequestContext
     ) -> control_pb2.Participant:
         self.core.approve(request.participant_id)
-        return self._grpc._participant(request.participant_id)
+        return participant_reply(self.core, request.participant_id)
 
     @user_errors
     async def revoke_participant(
         self, request: control_pb2.ParticipantRef, ctx: RequestContext
     ) -> control_pb2.Participant:
         self.core.revoke(request.participant_id)
-        return self._grpc._participant(request.participant_id)
+        return participant_reply(self.core, request.participant_id)
 
     @user_errors
     async def create_join_token(
@@ -245,11 +244,11 @@ class ConnectControl:
         self, request: control_pb2.ModelRef, ctx: RequestContext
     ) -> AsyncIterator[common_pb2.PayloadChunk]:
         try:
-            ckpt = await asyncio.to_thread(self._grpc._checkpoint, request.model_id)
+            tensors = await asyncio.to_thread(
+                model_tensors, self.core.store, self.core.data_dir, request.model_id
+            )
         except FedMetaMalError as err:
             raise ConnectError(code_of(err), str(err)) from None
-        tensors = {"params": ckpt.params.numpy()}
-        tensors |= {f"pre.{k}": v.numpy() for k, v in ckpt.preprocessor.tensors().items()}
         for chunk in encode(tensors):
             yield chunk
 
@@ -257,14 +256,10 @@ class ConnectControl:
         self, request: control_pb2.ExportModelRequest, ctx: RequestContext
     ) -> AsyncIterator[control_pb2.FileChunk]:
         try:
-            if request.format not in ("onnx", "safetensors"):
-                raise ConfigError(
-                    f"Unknown export format '{request.format[:20]}'.", "Use onnx or safetensors."
-                )
-            data, name, media = await asyncio.to_thread(
-                self._grpc._export, request.model_id, request.format
+            exported = await asyncio.to_thread(
+                export_model, self.core.store, self.core.data_dir, request.model_id, request.format
             )
         except FedMetaMalError as err:
             raise ConnectError(code_of(err), str(err)) from None
-        for chunk in file_chunks(data, name, media):
+        for chunk in file_chunks(exported.data, exported.name, exported.media_type):
             yield chunk
