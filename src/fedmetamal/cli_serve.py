@@ -131,10 +131,14 @@ def serve(
             f"[bold]FedMetaMal server[/] listening on {host}:{s.port} "
             f"({'TLS' if s.tls else 'plaintext, loopback only'})"
         )
-        console.print(f"  database       {s.core.store.dialect}: {_masked(s.core.store.url)}")
-        console.print(f"  operator token {s.operator_token_file}")
+        console.print(
+            f"  database       {s.core.store.dialect}: {_masked(s.core.store.url)}", soft_wrap=True
+        )
+        console.print(f"  operator token {s.operator_token_file}", soft_wrap=True)
         if s.ca_path:
-            console.print(f"  CA certificate {s.ca_path} (participants pass it with --ca)")
+            console.print(
+                f"  CA certificate {s.ca_path} (participants pass it with --ca)", soft_wrap=True
+            )
         print_dashboard(s)
         if issue_tokens:
             assert token_dir is not None
@@ -142,7 +146,8 @@ def serve(
         console.print(
             "  join tokens    fedmetamal token create --server "
             f"{s.address} --operator-token-file {s.operator_token_file}"
-            + (f" --ca {s.ca_path}" if s.ca_path else " --insecure")
+            + (f" --ca {s.ca_path}" if s.ca_path else " --insecure"),
+            soft_wrap=True,  # a command to copy: the terminal wraps it, rich must not
         )
 
     asyncio.run(run_server(server, on_started=started))
@@ -156,7 +161,7 @@ def print_dashboard(s) -> None:
     if s.web.notice:
         console.print(f"  [yellow]{s.web.notice}[/]")
     if s.web.admin_password_file is not None:
-        console.print(f"  admin password {s.web.admin_password_file} (user admin)")
+        console.print(f"  admin password {s.web.admin_password_file} (user admin)", soft_wrap=True)
     if not s.web.app.built:
         console.print(
             "  [yellow]the dashboard's pages are not built: run bash scripts/install.sh[/]"
