@@ -172,7 +172,10 @@ await main(async (browser) => {
   out.chartsLive = (await chartPoints(page)).filter((c) => METRIC_CHART.test(c.label));
   out.logKinds = await page.locator("ol.log li").allInnerTexts();
   await page.waitForSelector("text=non-IID index");
+  // The rounds table and timeline reload at most every 1.5 s: let them show the last round.
+  await page.waitForFunction((n) => document.querySelectorAll(".rounds tbody tr").length >= n, ROUNDS, { timeout: 15000 });
   await shot(page, "run");
+  await shot(page, "run-full", { fullPage: true }); // timeline, participants, rounds and log
 
   // Reload: the charts, the log and the participation timeline refill from the server's history.
   const listEvents = page.waitForResponse((r) => r.url().endsWith("/fedmetamal.v1.ControlService/ListEvents"), { timeout: 20000 });

@@ -105,13 +105,14 @@ function watchPage(page, record) {
   page.on("dialog", (d) => void d.accept());
 }
 
-export async function shot(page, name) {
+/** A screenshot for docs/screenshots: the viewport, or with fullPage the whole page. */
+export async function shot(page, name, { fullPage = false } = {}) {
   if (!SHOTS) return;
   await page.evaluate(() => {
     document.activeElement?.blur?.();
     window.scrollTo(0, 0);
   });
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, animations: "disabled", caret: "hide" });
+  await page.screenshot({ path: `${SHOTS}/${name}.png`, animations: "disabled", caret: "hide", fullPage });
   log("screenshot", name);
 }
 

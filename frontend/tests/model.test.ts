@@ -137,7 +137,7 @@ describe("Model page", () => {
     expect(w.text()).toContain("server test set (2000 files)");
     expect(texts(w, ".kv dt")).toEqual(["kind", "hidden", "activation"]);
     expect(texts(w, ".kv dd")).toEqual(["mlp", "[64,32]", "relu"]);
-    expect(texts(w, ".grid .card:nth-child(4) th")).toEqual(["Accuracy", "ROC AUC"]);
+    expect(texts(w, ".grid .card:nth-child(4) th")).toEqual(["ROC AUC", "Accuracy"]);
 
     // the run's versions, oldest round first, the shown one marked
     expect(calls.histories).toEqual(["r-1"]);

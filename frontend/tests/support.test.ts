@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { FileChunkSchema } from "../src/gen/fedmetamal/v1/control_pb";
 import { collectFile } from "../src/lib/export";
 import { parseHeterogeneity } from "../src/lib/hetero";
-import { metricLabel } from "../src/lib/format";
+import { metricLabel, orderMetrics } from "../src/lib/format";
 
 async function* chunks(data: Uint8Array[], total: number, sha: Uint8Array) {
   yield create(FileChunkSchema, { part: { case: "header", value: { filename: "m.onnx", mediaType: "application/onnx", totalBytes: BigInt(total), sha256: sha } } });
@@ -47,5 +47,12 @@ describe("metric labels", () => {
     expect(metricLabel("tpr_at_0.1pct_fpr")).toBe("TPR at 0.1% FPR");
     expect(metricLabel("malware_share")).toBe("Malware share");
     expect(metricLabel("test_precision")).toBe("Precision (test)");
+  });
+});
+
+describe("orderMetrics", () => {
+  it("puts the headline metrics first and the evaluation set's size last", () => {
+    const keys = orderMetrics({ n: 4061, zeta: 1, malware_share: 0.7, loss: 0.1, accuracy: 0.97, roc_auc: 0.98, alpha: 2 }).map(([k]) => k);
+    expect(keys).toEqual(["roc_auc", "accuracy", "loss", "alpha", "zeta", "malware_share", "n"]);
   });
 });

@@ -297,6 +297,8 @@ def test_operator_runs_watches_inspects_detects_and_compares_in_the_browser(
     # Screenshots of every page, light theme at 1280x800, plus dark and 375 px wide.
     for name in [*PAGES_WIDE, "run-dark"]:
         assert png_size(SCREENSHOTS / f"{name}.png") == (1280, 800), name
+    width, height = png_size(SCREENSHOTS / "run-full.png")
+    assert width == 1280 and height > 800, "the whole run page, below the charts too"
     assert png_size(SCREENSHOTS / "overview-375px.png") == (375, 800)
     assert r["narrowOverflowPx"] <= 0, "the overview scrolls sideways at 375 px"
     assert r["darkBackground"] != "rgb(255, 255, 255)"

@@ -5,7 +5,6 @@ checkpoint, and bad requests get one clear error."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -78,7 +77,7 @@ def test_an_unknown_format_or_model_is_refused_with_what_to_do(
     stored: tuple[ServerThread, str],
 ) -> None:
     srv, model_id = stored
-    with pytest.raises(ConfigError, match="Unknown export format 'pickle'.*onnx or safetensors"):
+    with pytest.raises(ConfigError, match=r"Unknown export format 'pickle'.*onnx or safetensors"):
         export_model(srv.core.store, srv.core.data_dir, model_id, "pickle")
     with pytest.raises(NotFound):
         export_model(srv.core.store, srv.core.data_dir, "m-nope", "onnx")

@@ -62,3 +62,17 @@ export function metricLabel(key: string): string {
   }
   return LABELS[key] ?? humanize(key);
 }
+
+/** Headline metrics first, then the rest by name, then the evaluation set's size and mix. */
+const METRIC_ORDER = ["roc_auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "accuracy", "f1", "precision", "recall", "loss", "train_loss", "epsilon"];
+const METRIC_LAST = ["malware_share", "n"];
+
+export function orderMetrics<T>(metrics: Record<string, T>): [string, T][] {
+  const rank = (k: string): number => {
+    const base = k.replace(/^(test_|local_)/, "");
+    const i = METRIC_ORDER.indexOf(base);
+    if (i >= 0) return i;
+    return METRIC_LAST.includes(base) ? 1000 + METRIC_LAST.indexOf(base) : 500;
+  };
+  return Object.entries(metrics).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
+}
