@@ -14,7 +14,6 @@ crash before it repeats the round.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -63,8 +62,6 @@ if TYPE_CHECKING:
     from fedmetamal.service.secure_rounds import SecureRounds
     from fedmetamal.service.server_core import ServerCore
 
-logger = logging.getLogger(__name__)
-
 
 class RunFailed(FedMetaMalError):
     """The run cannot go on (participants missing, inconsistent data, divergence)."""
@@ -99,43 +96,16 @@ class RunEngine(RunControl):
         self.eval_hists: tuple[np.ndarray, np.ndarray, str] | None = None
 
     # -- the run ---------------------------------------------------------------------------
-    async def run(self) -> None:
-        core = self.core
-        try:
-            await self._setup()
-            assert self.state is not None
-            rounds = self.cfg.training.rounds
-            while self.state.round < rounds and not self._stop:
-                if not self._resume.is_set():
-                    core.set_run_state(
-                        self.run_id, "paused", f"paused after round {self.state.round}"
-                    )
-                    await self._resume.wait()
-                    if self._stop:
-                        break
-                    core.set_run_state(self.run_id, "running", "resumed")
-                await self._round(self.state.round)
-            if self._stop:
-                core.set_run_state(
-                    self.run_id, "stopped", f"stopped after round {self.state.round}"
-                )
-            else:
-                core.set_run_state(self.run_id, "completed", f"completed {rounds} rounds")
-        except asyncio.CancelledError:
-            raise
-        except FedMetaMalError as err:
-            core.set_run_state(self.run_id, "failed", str(err), error=str(err))
-        except Exception as err:  # a bug: keep the server up, record the run as failed
-            logger.exception("run %s failed", self.run_id)
-            core.set_run_state(
-                self.run_id, "failed", f"internal error: {err!r}", error=f"internal error: {err!r}"
-            )
-        finally:
-            core.board.withdraw(
-                [t["task_id"] for t in core.board.open_tasks() if t["run_id"] == self.run_id]
-            )
+    def _rounds_done(self) -> int:
+        assert self.state is not None, "the run is not set up yet"
+        return self.state.round
 
-    async def _setup(self) -> None:
+    def _finally(self) -> None:
+        """Tasks of this run still on the board go: no participant should pick them up."""
+        board = self.core.board
+        board.withdraw([t["task_id"] for t in board.open_tasks() if t["run_id"] == self.run_id])
+
+    async def _prepare(self) -> None:
         """Wait for every participant's dataset summary, check they agree, and build round 0
         (or restore the last completed round after a restart)."""
         core, cfg = self.core, self.cfg

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from fedmetamal.service.server_core import ServerCore
     from fedmetamal.sim.runtime import RoundRecord, Simulation
 
-logger = logging.getLogger(__name__)
 
 CLIENT_PREFIX = "client."
 SEMI_PREFIX = "semi."
@@ -112,49 +110,25 @@ class SimulatedRunEngine(RunControl):
         self.built: _Built | None = None
 
     # -- the run ---------------------------------------------------------------------------
-    async def run(self) -> None:
+    async def _prepare(self) -> None:
         core = self.core
-        try:
-            run = core.store.get_run(self.run_id)
+        run = core.store.get_run(self.run_id)
+        core.bus.publish(
+            "log",
+            f"loading data and building {self.cfg.partition.clients} simulated clients",
+            run_id=self.run_id,
+        )
+        self.built = await asyncio.to_thread(self._build, run)
+        if self.built.heterogeneity is not None:
+            self._announce_heterogeneity(self.built.heterogeneity)
+        if run.round > 0:
             core.bus.publish(
-                "log",
-                f"loading data and building {self.cfg.partition.clients} simulated clients",
-                run_id=self.run_id,
+                "log", f"resumed from round {run.round} ({run.checkpoint_path})", run_id=self.run_id
             )
-            self.built = await asyncio.to_thread(self._build, run)
-            sim = self.built.sim
-            if self.built.heterogeneity is not None:
-                self._announce_heterogeneity(self.built.heterogeneity)
-            if run.round > 0:
-                core.bus.publish(
-                    "log",
-                    f"resumed from round {run.round} ({run.checkpoint_path})",
-                    run_id=self.run_id,
-                )
-            rounds = self.cfg.training.rounds
-            while sim.state.round < rounds and not self._stop:
-                if not self._resume.is_set():
-                    core.set_run_state(
-                        self.run_id, "paused", f"paused after round {sim.state.round}"
-                    )
-                    await self._resume.wait()
-                    if self._stop:
-                        break
-                    core.set_run_state(self.run_id, "running", "resumed")
-                await self._round(sim.state.round)
-            if self._stop:
-                core.set_run_state(self.run_id, "stopped", f"stopped after round {sim.state.round}")
-            else:
-                core.set_run_state(self.run_id, "completed", f"completed {rounds} rounds")
-        except asyncio.CancelledError:
-            raise
-        except FedMetaMalError as err:
-            core.set_run_state(self.run_id, "failed", str(err), error=str(err))
-        except Exception as err:  # a bug: keep the server up, record the run as failed
-            logger.exception("simulated run %s failed", self.run_id)
-            core.set_run_state(
-                self.run_id, "failed", f"internal error: {err!r}", error=f"internal error: {err!r}"
-            )
+
+    def _rounds_done(self) -> int:
+        assert self.built is not None, "the run is not set up yet"
+        return self.built.sim.state.round
 
     # -- set-up (worker thread) ------------------------------------------------------------
     def _build(self, run: RunRecord) -> _Built:
