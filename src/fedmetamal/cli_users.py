@@ -6,14 +6,19 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fedmetamal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fedmetamal.web.accounts import Accounts
 
 users_app = typer.Typer(
     help="Dashboard accounts (admin or read-only viewer), in the server's database.",
@@ -31,7 +36,9 @@ DatabaseOpt = Annotated[
 ]
 
 
-def _accounts(data_dir: Path, database: str | None):
+@contextmanager
+def _accounts(data_dir: Path, database: str | None) -> Iterator[Accounts]:
+    """The server's accounts, its database opened for one command and closed after it."""
     from fedmetamal.service.store import Store
     from fedmetamal.web.accounts import Accounts
 
@@ -45,7 +52,10 @@ def _accounts(data_dir: Path, database: str | None):
             )
         url = f"sqlite:///{db}"
     store = Store(url)
-    return store, Accounts(store.engine)
+    try:
+        yield Accounts(store.engine)
+    finally:
+        store.close()
 
 
 PasswordFileOpt = Annotated[
@@ -75,11 +85,8 @@ def users_add(
 ) -> None:
     """Add a dashboard account."""
     password = _read_password(password_file)
-    store, accounts = _accounts(data_dir, database)
-    try:
+    with _accounts(data_dir, database) as accounts:
         user = accounts.create_user(username, password, role)
-    finally:
-        store.close()
     out.print(f"added {user.username} ({user.role})")
 
 
@@ -88,8 +95,7 @@ def users_list(
     data_dir: DataDirOpt = Path("fedmetamal-server"), database: DatabaseOpt = None
 ) -> None:
     """Dashboard accounts: role, when made, last login, sessions open now."""
-    store, accounts = _accounts(data_dir, database)
-    try:
+    with _accounts(data_dir, database) as accounts:
         table = Table("user", "role", "created", "last login", "sessions")
         for u in accounts.list_users():
             table.add_row(
@@ -99,8 +105,6 @@ def users_list(
                 _when(u.last_login_at) if u.last_login_at else "never",
                 str(u.active_sessions),
             )
-    finally:
-        store.close()
     out.print(table)
 
 
@@ -112,11 +116,8 @@ def users_set_role(
     database: DatabaseOpt = None,
 ) -> None:
     """Change an account's role; its open sessions end. The last admin stays admin."""
-    store, accounts = _accounts(data_dir, database)
-    try:
+    with _accounts(data_dir, database) as accounts:
         user = accounts.update_user(username, role=role)
-    finally:
-        store.close()
     out.print(f"{user.username} is now {user.role} (its sessions ended)")
 
 
@@ -129,11 +130,8 @@ def users_passwd(
 ) -> None:
     """Set a new password for an account; its open sessions end."""
     password = _read_password(password_file)
-    store, accounts = _accounts(data_dir, database)
-    try:
+    with _accounts(data_dir, database) as accounts:
         accounts.set_password(username, password)
-    finally:
-        store.close()
     out.print(f"new password set for {username} (its sessions ended)")
 
 
@@ -144,11 +142,8 @@ def users_remove(
     database: DatabaseOpt = None,
 ) -> None:
     """Delete an account and end its sessions (never the last admin)."""
-    store, accounts = _accounts(data_dir, database)
-    try:
+    with _accounts(data_dir, database) as accounts:
         accounts.delete_user(username)
-    finally:
-        store.close()
     out.print(f"removed {username}")
 
 

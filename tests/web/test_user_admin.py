@@ -5,7 +5,6 @@ change may leave the dashboard without an admin."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,8 @@ from .conftest import VIEWER, Browser, Reply, Web, start_web
 STRONG = "a long enough passphrase"
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    """A server of its own: these tests add, demote and delete accounts."""
-    w = start_web(tmp_path_factory.mktemp("user-admin"))
-    w.thread.run_sync(lambda: w.thread.server.web.accounts.create_user(*VIEWER, "viewer"))
-    try:
-        yield w
-    finally:
-        w.thread.stop()
+# conftest's module-scoped `web` fixture gives this module a server of its own: these tests
+# add, demote and delete accounts.
 
 
 def dash(b: Browser, method: str, request: Any, reply: Any, **kw: Any) -> Any:
